@@ -1,0 +1,184 @@
+"""Input checks shared by every model, and the errors and warnings they raise.
+
+Every check names the argument it looked at and what was wrong, so that a student who passes a
+transposed matrix or a column of NaNs learns what to fix. No check modifies its input: arrays are
+converted with ``np.asarray`` (a copy only where the dtype changes) and never written to.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "ConvergenceWarning",
+    "NotFittedError",
+    "check_array",
+    "check_covariance",
+    "check_fitted",
+    "check_n_components",
+    "check_n_features",
+    "check_positive",
+    "check_random_state",
+    "warn",
+]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs fitted parameters was called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at ``max_iter`` before meeting its tolerance, or hit a bound."""
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """Issue a warning attributed to the user's call, not to this module."""
+    warnings.warn(message, category, stacklevel=3)
+
+
+def check_array(
+    X,
+    name: str = "X",
+    *,
+    ndim: int = 2,
+    min_samples: int = 1,
+    dtype=np.float64,
+) -> np.ndarray:
+    """Return ``X`` as a finite floating array of ``ndim`` dimensions, or raise.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not numeric (strings, objects, complex numbers, None).
+    ValueError
+        If it has the wrong number of dimensions, fewer than ``min_samples`` rows,
+        no columns, or any NaN or infinite entry.
+    """
+    if X is None:
+        raise TypeError(f"{name} must be an array of numbers, got None")
+    arr = np.asarray(X)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        hint = ""
+        if ndim == 2 and arr.ndim == 1:
+            hint = (
+                "; reshape a single feature with X.reshape(-1, 1) "
+                "or a single sample with X.reshape(1, -1)"
+            )
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got {arr.ndim}-D with shape {arr.shape}{hint}"
+        )
+    arr = arr.astype(dtype, copy=False)
+    if ndim >= 1 and arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} needs at least {min_samples} sample(s), got {arr.shape[0]} "
+            f"(shape {arr.shape})"
+        )
+    if ndim == 2 and arr.shape[1] < 1:
+        raise ValueError(f"{name} has no features (shape {arr.shape})")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
+        )
+    return arr
+
+
+def check_n_components(n_components, n_features: int, *, strict: bool = False,
+                       name: str = "n_components") -> int:
+    """Return ``n_components`` as an int in [1, n_features] (or [1, n_features) when strict)."""
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {n_components!r}")
+    upper = n_features - 1 if strict else n_features
+    if not 1 <= n_components <= upper:
+        rel = "<" if strict else "<="
+        raise ValueError(
+            f"{name} must satisfy 1 <= {name} {rel} n_features={n_features}, got {n_components}"
+        )
+    return int(n_components)
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float that is > 0 (or >= 0 with ``allow_zero``), or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+def check_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum``, or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_random_state(random_state) -> np.random.Generator:
+    """Turn None, an int or a ``numpy.random.Generator`` into a Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(random_state)
+    raise TypeError(
+        "random_state must be None, an int or a numpy.random.Generator, "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def check_fitted(estimator, attributes=("n_features_in_",)) -> None:
+    """Raise ``NotFittedError`` unless every attribute in ``attributes`` is set."""
+    missing = [a for a in attributes if getattr(estimator, a, None) is None]
+    if missing:
+        raise NotFittedError(
+            f"This {type(estimator).__name__} is not fitted yet: call fit() first "
+            f"(missing {', '.join(missing)})"
+        )
+
+
+def check_n_features(estimator, X: np.ndarray, name: str = "X") -> None:
+    """Raise if ``X`` has a different number of columns than the data seen at fit."""
+    expected = estimator.n_features_in_
+    if X.shape[1] != expected:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but {type(estimator).__name__} was fitted "
+            f"with {expected}"
+        )
+
+
+def check_covariance(S, name: str = "S", *, rtol: float = 1e-8) -> np.ndarray:
+    """Return ``S`` as a float64 symmetric positive semi-definite matrix, or raise.
+
+    Symmetry is checked to ``rtol`` relative to the largest entry, positive
+    semi-definiteness by the smallest eigenvalue (which may be as low as ``-rtol`` times the
+    largest, for round-off).
+    """
+    S = check_array(S, name)
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {S.shape}")
+    scale = max(float(np.max(np.abs(S))), np.finfo(float).tiny)
+    if np.max(np.abs(S - S.T)) > rtol * scale:
+        raise ValueError(f"{name} must be symmetric (max |S - S.T| = {np.max(np.abs(S - S.T)):.3g})")
+    eig_min = float(np.linalg.eigvalsh(S)[0])
+    if eig_min < -rtol * scale * S.shape[0]:
+        raise ValueError(
+            f"{name} must be positive semi-definite, its smallest eigenvalue is {eig_min:.3g}"
+        )
+    if np.any(np.diag(S) <= 0):
+        d = int(np.argmin(np.diag(S)))
+        raise ValueError(f"{name} has a non-positive variance on its diagonal at index {d}")
+    return S

@@ -1,0 +1,32 @@
+"""latentmodels: classical latent-variable models by hand, every lecture claim checked numerically.
+
+The models share one ELBO interface (``fit``, ``elbo``, ``log_likelihood``, ``posterior``,
+``transform``, ``sample``), all in mean nats per sample; see ``DESIGN.md``.
+"""
+
+from .datasets import dequantize, load_digits, load_idx, make_fa_data, make_ppca_data
+from .elbo import ELBO, ELBODecreaseError, coordinate_ascent
+from .fa import FactorAnalysis
+from .gaussian import GaussianQ
+from .ppca import PPCA, PCAResult, pca
+from .validation import ConvergenceWarning, NotFittedError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ELBO",
+    "ELBODecreaseError",
+    "ConvergenceWarning",
+    "FactorAnalysis",
+    "GaussianQ",
+    "NotFittedError",
+    "PCAResult",
+    "PPCA",
+    "coordinate_ascent",
+    "dequantize",
+    "load_digits",
+    "load_idx",
+    "make_fa_data",
+    "make_ppca_data",
+    "pca",
+]

@@ -1,0 +1,215 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import linalg, optimize, stats
+
+from latentmodels import PPCA, ConvergenceWarning, FactorAnalysis, GaussianQ, make_fa_data
+from latentmodels import gaussian as gs
+from latentmodels.fa import moments
+
+
+def reference_ml_psi(S, L, start, min_psi=1e-6):
+    """Independent ML fit: L-BFGS-B on the exact log-likelihood over (W, log psi) jointly.
+
+    Uses full D x D matrices and none of the package's code. The uniquenesses are bounded
+    below by min_psi * S_dd, the same constraint FactorAnalysis applies by default.
+    """
+    D = S.shape[0]
+    bounds = [(None, None)] * (D * L) + [(np.log(min_psi * S[d, d]), None) for d in range(D)]
+
+    def neg(theta):
+        W = theta[: D * L].reshape(D, L)
+        psi = np.exp(theta[D * L:])
+        C = W @ W.T + np.diag(psi)
+        Ci = np.linalg.inv(C)
+        val = 0.5 * (np.linalg.slogdet(C)[1] + np.trace(Ci @ S))
+        G = Ci - Ci @ S @ Ci  # -2 dl/dC
+        gW = G @ W
+        gpsi = 0.5 * np.diag(G) * psi
+        return val, np.concatenate([gW.ravel(), gpsi])
+
+    res = optimize.minimize(neg, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                            options={"ftol": 1e-16, "gtol": 1e-12, "maxiter": 50000, "maxcor": 50})
+    return np.exp(res.x[D * L:]), -res.fun
+
+
+def make_data(seed, D, L, N, heywood=False):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((D, L))
+    psi = rng.uniform(0.1, 1.0, D)
+    if heywood:  # one feature almost fully explained by the factors
+        psi[0] = 2e-3
+        W[0] *= 3
+    return rng.standard_normal((N, L)) @ W.T + rng.standard_normal((N, D)) * np.sqrt(psi)
+
+
+@given(st.integers(2, 12), st.integers(1, 4), st.integers(20, 300), st.integers(0, 10**6),
+       st.booleans())
+def test_em_never_lowers_the_elbo(D, L, N, seed, accelerate):
+    L = min(L, D)
+    X = np.random.default_rng(seed).standard_normal((N, D)) @ np.random.default_rng(
+        seed + 1).standard_normal((D, D))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fa = FactorAnalysis(L, accelerate=accelerate, polish=False, max_iter=300,
+                            init="random", random_state=seed).fit(X)
+    h = np.asarray(fa.history_)
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
+    # after every E-step the bound is tight: it equals log p(x) of the current parameters,
+    # so the values after E-steps are the log-likelihood sequence, and the last one is exact
+    assert np.isclose(h[-1], fa.log_likelihood(X), rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::latentmodels.ConvergenceWarning")
+@given(st.integers(2, 10), st.integers(1, 3), st.integers(0, 10**6))
+def test_elbo_at_exact_posterior_equals_log_likelihood(D, L, seed):
+    X = make_data(seed, D, min(L, D), 80)
+    fa = FactorAnalysis(min(L, D), max_iter=50).fit(X)
+    e = fa.elbo(X)
+    ll = fa.log_likelihood(X)
+    assert abs(e.total - ll) <= 1e-10 * abs(ll)
+    assert e.kl_params == 0.0 and e.kl_latent > 0
+
+
+@pytest.mark.filterwarnings("ignore::latentmodels.ConvergenceWarning")
+@given(st.integers(2, 8), st.integers(1, 3), st.integers(0, 10**6))
+def test_gap_for_any_gaussian_q_is_kl_to_the_exact_posterior(D, L, seed):
+    L = min(L, D)
+    rng = np.random.default_rng(seed)
+    X = make_data(seed, D, L, 30)
+    fa = FactorAnalysis(L, max_iter=30).fit(X)
+    N = X.shape[0]
+    mean = rng.standard_normal((N, L))
+    A = rng.standard_normal((N, L, L))
+    cov = A @ A.transpose(0, 2, 1) / L + 0.1 * np.eye(L)
+    q = GaussianQ(mean, cov)
+    gap = fa.log_likelihood(X) - fa.elbo(X, q).total
+    # exact posterior from the joint Gaussian of (z, x) (Bishop 2.81-2.82), full matrices
+    C = fa.get_covariance()
+    K = fa.W_.T @ np.linalg.inv(C)
+    post_mean = (X - fa.mu_) @ K.T
+    post_cov = np.eye(L) - K @ fa.W_
+    kls = [gs.kl(mean[n], cov[n], post_mean[n], post_cov) for n in range(N)]
+    assert np.isclose(gap, np.mean(kls), rtol=1e-8, atol=1e-10)
+    assert gap > 0
+
+
+def test_posterior_matches_conditioning_the_joint_gaussian(rng):
+    X = make_data(1, 6, 2, 200)
+    fa = FactorAnalysis(2).fit(X)
+    q = fa.posterior(X[:5])
+    C = fa.get_covariance()
+    K = fa.W_.T @ np.linalg.inv(C)
+    np.testing.assert_allclose(q.mean, (X[:5] - fa.mu_) @ K.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(q.cov, np.eye(2) - K @ fa.W_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fa.transform(X[:5]), q.mean)
+
+
+def test_log_likelihood_matches_scipy():
+    # a well-conditioned fit (no Heywood case), so that scipy's own round-off stays below 1e-11
+    X, _ = make_fa_data(2000, 7, 3, psi_range=(0.2, 1.0), random_state=2)
+    fa = FactorAnalysis(3).fit(X)
+    assert fa.psi_.min() > 0.1
+    ref = stats.multivariate_normal(fa.mu_, fa.W_ @ fa.W_.T + np.diag(fa.psi_)).logpdf(X)
+    np.testing.assert_allclose(fa.score_samples(X), ref, rtol=1e-11)
+    assert np.isclose(fa.log_likelihood(X), ref.mean(), rtol=1e-12)
+    assert fa.score(X) == fa.log_likelihood(X)
+
+
+@pytest.mark.parametrize("seed,D,L,heywood", [
+    (0, 8, 2, False), (1, 12, 3, False), (2, 6, 1, False),
+    (3, 6, 2, True), (4, 9, 3, True), (5, 5, 1, True),
+])
+@pytest.mark.filterwarnings("ignore::latentmodels.ConvergenceWarning")
+def test_defaults_reach_the_maximum_likelihood_uniquenesses(seed, D, L, heywood):
+    X = make_data(seed, D, L, 500, heywood=heywood)
+    mu, S = moments(X)
+    fa = FactorAnalysis(L).fit(X)
+    rng = np.random.default_rng(seed + 100)
+    start = np.concatenate([rng.standard_normal(D * L), np.log(np.diag(S) / 2)])
+    psi_ref, ll_ref = reference_ml_psi(S, L, start)
+    ll = fa.log_likelihood(X) + 0.5 * D * np.log(2 * np.pi)
+    assert ll >= ll_ref - 1e-9          # at least as high as the independent optimiser
+    assert np.max(np.abs(fa.psi_ - psi_ref)) < 1e-4
+    # first-order conditions of the exact likelihood: S C^-1 W = W, and
+    # diag(C^-1 - C^-1 S C^-1) = 0 wherever psi is not at its bound
+    C = fa.get_covariance()
+    Ci = np.linalg.inv(C)
+    np.testing.assert_allclose(S @ Ci @ fa.W_, fa.W_, atol=1e-5)
+    free = fa.psi_ > 1e-6 * np.diag(S) * 1.001
+    assert np.max(np.abs(np.diag(Ci - Ci @ S @ Ci)[free]) * fa.psi_[free]) < 1e-5
+
+
+def test_recovers_true_loadings_and_uniquenesses_from_a_large_sample():
+    X, truth = make_fa_data(200_000, 8, 2, psi_range=(0.2, 0.8), random_state=7)
+    fa = FactorAnalysis(2).fit(X)
+    # W is identified only up to rotation: compare W W^T and the spanned subspaces
+    np.testing.assert_allclose(fa.W_ @ fa.W_.T, truth["W"] @ truth["W"].T, atol=0.05)
+    assert np.max(linalg.subspace_angles(fa.W_, truth["W"])) < 0.02
+    np.testing.assert_allclose(fa.psi_, truth["psi"], rtol=0.05)
+    np.testing.assert_allclose(fa.mu_, truth["mu"], atol=0.02)
+
+
+def test_isotropic_fa_is_ppca():
+    X = make_data(9, 10, 3, 400)
+    fa = FactorAnalysis(3, noise="isotropic", tol=1e-13).fit(X)
+    pp = PPCA(3).fit(X)
+    assert np.allclose(fa.psi_, fa.psi_[0])
+    assert np.isclose(fa.psi_[0], pp.sigma2_, rtol=1e-6)
+    np.testing.assert_allclose(fa.W_ @ fa.W_.T, pp.W_ @ pp.W_.T, atol=1e-5)
+    assert np.isclose(fa.log_likelihood(X), pp.log_likelihood(X), rtol=1e-10)
+
+
+def test_fa_beats_ppca_on_heteroscedastic_data():
+    X, _ = make_fa_data(2000, 10, 2, psi_range=(0.05, 2.0), random_state=3)
+    assert FactorAnalysis(2).fit(X).log_likelihood(X) > PPCA(2).fit(X).log_likelihood(X)
+
+
+def test_fit_covariance_equals_fit_and_works_on_correlations():
+    X = make_data(11, 7, 2, 300)
+    mu, S = moments(X)
+    a = FactorAnalysis(2).fit(X)
+    b = FactorAnalysis(2).fit_covariance(S, n_samples=300, mean=mu)
+    np.testing.assert_allclose(a.psi_, b.psi_, rtol=1e-10)
+    assert np.isclose(a.log_likelihood(X), b.log_likelihood(X), rtol=1e-12)
+    # FA is scale-equivariant: fitting the correlation matrix gives psi_d / S_dd
+    s = np.sqrt(np.diag(S))
+    R = S / np.outer(s, s)
+    c = FactorAnalysis(2).fit_covariance(R, n_samples=300)
+    np.testing.assert_allclose(c.psi_, a.psi_ / s**2, rtol=1e-5)
+    assert c.mu_.shape == (7,) and np.all(c.mu_ == 0)
+
+
+def test_heywood_warning_names_the_feature():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((500, 1))
+    X = np.hstack([z, z + 0.5 * rng.standard_normal((500, 1)),
+                   z + 0.7 * rng.standard_normal((500, 1)), rng.standard_normal((500, 2))])
+    with pytest.warns(ConvergenceWarning, match=r"psi_\[0\] of feature 0"):
+        fa = FactorAnalysis(1).fit(X)
+    assert fa.psi_[0] <= 1e-6 * X[:, 0].var() * (1 + 1e-6)
+
+
+def test_sample_moments_match_the_model():
+    X = make_data(5, 4, 2, 300)
+    fa = FactorAnalysis(2).fit(X)
+    Y = fa.sample(200_000, random_state=0)
+    np.testing.assert_allclose(Y.mean(0), fa.mu_, atol=0.02)
+    np.testing.assert_allclose(np.cov(Y.T), fa.get_covariance(), atol=0.03)
+    np.testing.assert_array_equal(fa.sample(3, random_state=1), fa.sample(3, random_state=1))
+
+
+def test_inputs_are_never_modified():
+    X = make_data(6, 5, 2, 100)
+    X0 = X.copy()
+    fa = FactorAnalysis(2).fit(X)
+    for call in (fa.transform, fa.log_likelihood, fa.elbo, fa.score_samples, fa.reconstruct):
+        call(X)
+    np.testing.assert_array_equal(X, X0)
+    mu, S = moments(X)
+    S0 = S.copy()
+    FactorAnalysis(2).fit_covariance(S, 100)
+    np.testing.assert_array_equal(S, S0)

@@ -10,6 +10,7 @@ from .fa import FactorAnalysis
 from .gaussian import GaussianQ
 from .ppca import PPCA, PCAResult, pca
 from .validation import ConvergenceWarning, NotFittedError
+from .vi import VBPCA, MeanFieldGaussian, NormalGammaVI, mean_field_q
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,9 @@ __all__ = [
     "ConvergenceWarning",
     "FactorAnalysis",
     "GaussianQ",
+    "MeanFieldGaussian",
+    "NormalGammaVI",
+    "VBPCA",
     "NotFittedError",
     "PCAResult",
     "PPCA",
@@ -28,5 +32,6 @@ __all__ = [
     "load_idx",
     "make_fa_data",
     "make_ppca_data",
+    "mean_field_q",
     "pca",
 ]

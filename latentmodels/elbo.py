@@ -116,6 +116,7 @@ def coordinate_ascent(
     start_of_iter = initial
     converged = False
     n_iter = 0
+    last_change = None
     for n_iter in range(1, max_iter + 1):
         for name, update in blocks:
             update()
@@ -138,12 +139,14 @@ def coordinate_ascent(
             previous = value
         if callback is not None:
             callback(n_iter, previous)
-        if start_of_iter is not None and previous - start_of_iter <= tol * max(1.0, abs(previous)):
-            converged = True
-            break
+        if start_of_iter is not None:
+            last_change = previous - start_of_iter
+            if last_change <= tol * max(1.0, abs(previous)):
+                converged = True
+                break
         start_of_iter = previous
     if not converged:
-        change = "" if start_of_iter is None else f"last ELBO change {previous - start_of_iter:.3g} nats, "
+        change = "" if last_change is None else f"last ELBO change {last_change:.3g} nats, "
         warn(
             f"{model_name} did not converge in max_iter={max_iter} iterations "
             f"({change}tol={tol}); increase max_iter or tol",

@@ -1,0 +1,293 @@
+"""Hand-written neural-network pieces: layers with forward and backward side by side, optimisers,
+stable log-likelihoods and a finite-difference gradient check. No autograd.
+
+Each layer keeps only what its backward pass needs from the last forward pass. ``backward(g)``
+takes ∂J/∂(output), writes ∂J/∂(parameters) into the layer's ``grads`` (preallocated, same
+shapes as ``params``) and returns ∂J/∂(input).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .validation import check_random_state
+
+__all__ = [
+    "Linear", "ReLU", "Tanh", "Sigmoid", "Softplus", "Identity", "ACTIVATIONS", "MLP",
+    "SGD", "Adam", "Adagrad", "OPTIMIZERS",
+    "sigmoid", "softplus", "log_sigmoid", "bernoulli_loglik", "gaussian_loglik", "gradient_check",
+]
+
+
+# ---- stable elementwise functions ------------------------------------------------------------
+
+def sigmoid(x):
+    """σ(x) = 1/(1 + e^{−x}) without overflow: with e = e^{−|x|}, σ = 1/(1 + e) for x ≥ 0 and
+    e/(1 + e) for x < 0, accurate to full relative precision in both tails."""
+    e = np.exp(-np.abs(x))
+    r = 1.0 / (1.0 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+def softplus(x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^{−|x|}), finite for every x."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def log_sigmoid(x):
+    """log σ(x) = −softplus(−x)."""
+    return -softplus(-x)
+
+
+def bernoulli_loglik(x, logits):
+    """Row-wise Σ_d log Bern(x_d | σ(l_d)) = Σ_d [x_d l_d − softplus(l_d)] (BCE with logits)."""
+    return np.sum(x * logits - softplus(logits), axis=-1)
+
+
+def gaussian_loglik(x, mean, log_var):
+    """Row-wise Σ_d log N(x_d | m_d, e^{v_d}) = −½ Σ_d [log 2π + v_d + (x_d − m_d)² e^{−v_d}]."""
+    r = x - mean
+    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + r * r * np.exp(-log_var), axis=-1)
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+class Linear:
+    """y = x W + b.  Backward: ∂W = xᵀ g, ∂b = Σ_rows g, ∂x = g Wᵀ."""
+
+    def __init__(self, n_in, n_out, *, rng=None, dtype=np.float64, gain=1.0):
+        rng = check_random_state(rng)
+        scale = gain / np.sqrt(n_in)
+        self.params = {"W": (rng.standard_normal((n_in, n_out)) * scale).astype(dtype),
+                       "b": np.zeros(n_out, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, g):
+        np.matmul(self.x.T, g, out=self.grads["W"])
+        np.sum(g, axis=0, out=self.grads["b"])
+        return g @ self.params["W"].T
+
+
+class ReLU:
+    """y = max(x, 0).  Backward: g ⊙ [x > 0]."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, g):
+        return g * self.mask
+
+
+class Tanh:
+    """y = tanh x.  Backward: g ⊙ (1 − y²)."""
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, g):
+        return g * (1 - self.y * self.y)
+
+
+class Sigmoid:
+    """y = σ(x).  Backward: g ⊙ y (1 − y)."""
+
+    def forward(self, x):
+        self.y = sigmoid(x)
+        return self.y
+
+    def backward(self, g):
+        return g * self.y * (1 - self.y)
+
+
+class Softplus:
+    """y = log(1 + eˣ).  Backward: g ⊙ σ(x)."""
+
+    def forward(self, x):
+        self.x = x
+        return softplus(x)
+
+    def backward(self, g):
+        return g * sigmoid(self.x)
+
+
+class Identity:
+    """y = x.  Backward: g."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, g):
+        return g
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "softplus": Softplus,
+               "identity": Identity}
+
+
+class MLP:
+    """Linear → activation, repeated for each size in ``sizes[1:]``.
+
+    ``activate_last=False`` leaves the last Linear without an activation (an output layer).
+    Parameters are named ``"{i}.W"``, ``"{i}.b"`` for the i-th Linear.
+    """
+
+    def __init__(self, sizes, activation="relu", *, activate_last=True, rng=None,
+                 dtype=np.float64):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        rng = check_random_state(rng)
+        gain = np.sqrt(2.0) if activation == "relu" else 1.0
+        self.layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.layers.append(Linear(a, b, rng=rng, dtype=dtype, gain=gain))
+            if activate_last or i < len(sizes) - 2:
+                self.layers.append(ACTIVATIONS[activation]())
+
+    def linears(self):
+        return [layer for layer in self.layers if isinstance(layer, Linear)]
+
+    def named(self, prefix=""):
+        """(name, params, grads) of every parameter array, for optimisers and checks."""
+        out = []
+        for i, lin in enumerate(self.linears()):
+            for k in ("W", "b"):
+                out.append((f"{prefix}{i}.{k}", lin.params, lin.grads, k))
+        return out
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, g):
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return g
+
+
+# ---- optimisers ---------------------------------------------------------------------------------
+
+class _Optimizer:
+    """Updates ``params[name]`` in place from ``grads[name]``; ``maximize=True`` ascends."""
+
+    def __init__(self, lr, maximize=False):
+        self.lr = lr
+        self.maximize = maximize
+        self.state = {}
+
+    def step(self, params: dict, grads: dict, names=None):
+        for name in (params if names is None else names):
+            self._update(name, params[name], grads[name])
+
+    def _direction(self, delta, p):
+        if self.maximize:
+            p += delta
+        else:
+            p -= delta
+
+
+class SGD(_Optimizer):
+    """p ← p − lr · g (Robbins & Monro 1951)."""
+
+    def _update(self, name, p, g):
+        self._direction(self.lr * g, p)
+
+
+class Adagrad(_Optimizer):
+    """Adagrad (Duchi et al. 2011), the optimiser of Kingma & Welling (2014):
+    h ← h + g²,  p ← p − lr · g / (√h + ε)."""
+
+    def __init__(self, lr=1e-2, eps=1e-8, maximize=False):
+        super().__init__(lr, maximize)
+        self.eps = eps
+
+    def _update(self, name, p, g):
+        if name not in self.state:
+            self.state[name] = (np.zeros_like(p), np.empty_like(p))
+        h, tmp = self.state[name]
+        np.multiply(g, g, out=tmp)
+        h += tmp
+        np.sqrt(h, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        self._direction(tmp, p)
+
+
+class Adam(_Optimizer):
+    """Adam (Kingma & Ba 2015, Algorithm 1), in place with one scratch buffer per parameter:
+    m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
+    p ← p − lr · (m / (1−β1ᵗ)) / (√(v / (1−β2ᵗ)) + ε)."""
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
+        super().__init__(lr, maximize)
+        self.b1, self.b2 = betas
+        self.eps = eps
+
+    def _update(self, name, p, g):
+        if name not in self.state:
+            self.state[name] = [np.zeros_like(p), np.zeros_like(p), np.empty_like(p), 0]
+        st = self.state[name]
+        m, v, tmp = st[0], st[1], st[2]
+        st[3] += 1
+        t = st[3]
+        m *= self.b1
+        np.multiply(g, 1 - self.b1, out=tmp)
+        m += tmp
+        v *= self.b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - self.b2
+        v += tmp
+        bc1, bc2 = 1 - self.b1 ** t, 1 - self.b2 ** t
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / np.sqrt(bc2)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / bc1
+        self._direction(tmp, p)
+
+
+OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
+
+
+# ---- checking gradients ------------------------------------------------------------------------
+
+def gradient_check(f, params: dict, *, h: float = 1e-6, max_entries: int | None = 30,
+                   random_state=0) -> dict:
+    """Compare analytic gradients with central finite differences.
+
+    ``f()`` must return ``(value, grads)`` for the current (live) ``params``, with ``grads`` a
+    dict of the same keys and shapes. For each parameter array, up to ``max_entries`` entries
+    (all when None) are perturbed by ±h and ``(f(p + h) − f(p − h)) / 2h`` is compared with the
+    analytic value. Returns, per name, the relative error
+    ``‖g_fd − g‖ / max(‖g_fd‖ + ‖g‖, 1e-12)`` over the checked entries (float64 needed for
+    errors near 1e-8).
+    """
+    rng = check_random_state(random_state)
+    _, grads = f()
+    grads = {k: np.array(v, copy=True) for k, v in grads.items()}
+    errors = {}
+    for name, p in params.items():
+        flat = p.reshape(-1)
+        idx = np.arange(flat.size)
+        if max_entries is not None and flat.size > max_entries:
+            idx = rng.choice(flat.size, max_entries, replace=False)
+        fd = np.empty(idx.size)
+        for j, i in enumerate(idx):
+            old = flat[i]
+            flat[i] = old + h
+            up = f()[0]
+            flat[i] = old - h
+            down = f()[0]
+            flat[i] = old
+            fd[j] = (up - down) / (2 * h)
+        an = grads[name].reshape(-1)[idx]
+        errors[name] = float(np.linalg.norm(fd - an) / max(np.linalg.norm(fd) + np.linalg.norm(an),
+                                                            1e-12))
+    return errors

@@ -4,17 +4,20 @@ The models share one ELBO interface (``fit``, ``elbo``, ``log_likelihood``, ``po
 ``transform``, ``sample``), all in mean nats per sample; see ``DESIGN.md``.
 """
 
+from .autoencoder import Autoencoder
 from .datasets import dequantize, load_digits, load_idx, make_fa_data, make_ppca_data
 from .elbo import ELBO, ELBODecreaseError, coordinate_ascent
 from .fa import FactorAnalysis
 from .gaussian import GaussianQ
 from .ppca import PPCA, PCAResult, pca
+from .vae import VAE
 from .validation import ConvergenceWarning, NotFittedError
 from .vi import VBPCA, MeanFieldGaussian, NormalGammaVI, mean_field_q
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Autoencoder",
     "ELBO",
     "ELBODecreaseError",
     "ConvergenceWarning",
@@ -22,6 +25,7 @@ __all__ = [
     "GaussianQ",
     "MeanFieldGaussian",
     "NormalGammaVI",
+    "VAE",
     "VBPCA",
     "NotFittedError",
     "PCAResult",

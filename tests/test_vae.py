@@ -1,0 +1,246 @@
+import itertools
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from latentmodels import PPCA, FactorAnalysis, load_digits, make_fa_data, make_ppca_data
+from latentmodels.nn import gradient_check
+from latentmodels.vae import VAE
+
+COMBOS = [
+    (lik, dv, est, S, hidden, act)
+    for lik, dv, est, S, (hidden, act) in itertools.product(
+        ["bernoulli", "gaussian"], ["shared", "per_feature", "output"], ["A", "B"], [1, 3],
+        [((), "relu"), ((6,), "tanh"), ((5, 4), "softplus")])
+    if not (lik == "bernoulli" and dv != "shared")
+]
+
+
+@pytest.mark.parametrize("lik,dv,est,S,hidden,act", COMBOS)
+def test_gradient_check_float64(lik, dv, est, S, hidden, act):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(6, 5))
+    v = VAE(3, hidden=hidden, activation=act, likelihood=lik, decoder_variance=dv, estimator=est,
+            dtype=np.float64, random_state=1).initialize(5, X)
+    for p in v.params.values():
+        p += 0.1 * rng.standard_normal(p.shape)
+    eps = rng.standard_normal((S, 6, 3))
+    errs = gradient_check(lambda: v.elbo_and_grad(X, eps), v.params, max_entries=None)
+    assert max(errs.values()) < 1e-6, errs
+
+
+def test_alternating_schedule_is_an_e_step_then_an_m_step():
+    """One 'full EM' step with SGD equals: φ += lr ∇φ L(ε1); then θ += lr ∇θ L(ε2) at the new φ."""
+    X = np.random.default_rng(0).uniform(size=(8, 4))
+    kw = dict(hidden=(5,), likelihood="gaussian", optimizer="sgd", learning_rate=0.05,
+              schedule="alternating", batch_size=8, dtype=np.float64, random_state=3)
+    a = VAE(2, **kw).initialize(4, X)
+    b = VAE(2, **kw).initialize(4, X)
+    start = {k: v.copy() for k, v in b.params.items()}
+    a.fit(X, epochs=1)
+    rng = b._rng
+    order = rng.permutation(8)
+    eps1 = rng.standard_normal((1, 8, 2))
+    _, g = b.elbo_and_grad(X[order], eps1)
+    for k in b.encoder_names:
+        b.params[k] += 0.05 * g[k]
+    eps2 = rng.standard_normal((1, 8, 2))
+    _, g = b.elbo_and_grad(X[order], eps2)
+    for k in b.decoder_names:
+        b.params[k] += 0.05 * g[k]
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-12, atol=1e-14)
+        assert not np.allclose(a.params[k], start[k])
+
+
+@pytest.mark.parametrize("epochs", [0, 20])
+def test_estimators_a_and_b_agree_in_mean_and_b_has_lower_gradient_variance(epochs):
+    """2000 draws of ε: both estimators are unbiased for the same ELBO and gradient; B, with its
+    analytic KL, gives the lower-variance gradient at initialisation and after training. (The
+    variance of A's *value* falls below B's once q nears the exact posterior, because then
+    log p(x, z) − log q(z | x) → log p(x) for every z; the gradient variance is what matters.)"""
+    X, _ = make_ppca_data(200, 6, 2, sigma2=0.2, random_state=0)
+    v = VAE(2, hidden=(8,), activation="tanh", likelihood="gaussian", batch_size=50,
+            learning_rate=1e-2, dtype=np.float64, random_state=0)
+    v.initialize(6, X) if epochs == 0 else v.fit(X, epochs)
+    rng = np.random.default_rng(1)
+    n = 2000
+    vals = {"A": [], "B": []}
+    grads = {"A": [], "B": []}
+    for _ in range(n):
+        eps = rng.standard_normal((len(X), 2))
+        for est in ("A", "B"):
+            v.estimator = est
+            val, g = v.elbo_and_grad(X, eps)
+            vals[est].append(val)
+            grads[est].append(np.concatenate([g[k].ravel() for k in v.params]))
+    v.estimator = "B"
+    a, b = np.array(vals["A"]), np.array(vals["B"])
+    se = np.sqrt(a.var() / n + b.var() / n)
+    assert abs(a.mean() - b.mean()) < 5 * se          # same expectation (the ELBO)
+    ga, gb = np.array(grads["A"]), np.array(grads["B"])
+    se_g = np.sqrt(ga.var(0) / n + gb.var(0) / n)
+    assert np.mean(np.abs(ga.mean(0) - gb.mean(0)) < 5 * se_g) > 0.95
+    assert gb.var(0).sum() < ga.var(0).sum()
+
+
+def _trained_small_vae(estimator="B"):
+    X, _ = make_ppca_data(200, 6, 2, sigma2=0.2, random_state=0)
+    v = VAE(2, hidden=(8,), activation="tanh", likelihood="gaussian", estimator=estimator,
+            batch_size=50, learning_rate=1e-2, dtype=np.float64, random_state=0).fit(X, 20)
+    return v, X
+
+
+def test_score_function_gradient_is_unbiased_but_far_noisier():
+    v, X = _trained_small_vae()
+    X = X[:50]
+    rng = np.random.default_rng(2)
+    n = 3000
+    flat = {"reparam": [], "score": []}
+    for _ in range(n):
+        eps = rng.standard_normal((50, 2))
+        for est in flat:
+            g = v.encoder_gradient(X, eps, est)
+            flat[est].append(np.concatenate([g[k].ravel() for k in v.encoder_names]))
+    r, s = np.array(flat["reparam"]), np.array(flat["score"])
+    se = np.sqrt(r.var(0) / n + s.var(0) / n)
+    assert np.mean(np.abs(r.mean(0) - s.mean(0)) < 5 * se) > 0.95
+    var_r = sum(a.sum() for a in v.grad_variance(X, "reparam", 200, random_state=0).values())
+    var_s = sum(a.sum() for a in v.grad_variance(X, "score", 200, random_state=0).values())
+    assert var_s > 20 * var_r
+
+
+def test_kl_weight_scales_only_the_kl():
+    v, X = _trained_small_vae()
+    eps = np.random.default_rng(0).standard_normal((len(X), 2))
+    full, _ = v.elbo_and_grad(X, eps, kl_weight=1.0)
+    recon, _ = v.elbo_and_grad(X, eps, kl_weight=0.0)
+    assert np.isclose(recon - full, v.elbo(X).kl_latent, rtol=1e-10)
+
+
+def test_linear_vae_finds_the_ppca_solution():
+    X, _ = make_ppca_data(500, 8, 2, sigma2=0.3, random_state=0)
+    pp = PPCA(2).fit(X)
+    v = VAE(2, hidden=(), likelihood="gaussian", decoder_variance="shared", batch_size=500,
+            learning_rate=1e-2, lr_decay=0.999, dtype=np.float64, random_state=0).fit(X, 5000)
+    elbo = v.elbo(X, n_samples=200, random_state=0).total
+    assert pp.log_likelihood(X) - 0.05 < elbo <= pp.log_likelihood(X) + 0.01
+    assert np.max(linalg.subspace_angles(v.params["dec_out.W"].T, pp.W_)) < 0.01
+    # the posterior the encoder learns is (close to) the exact one, so the gap is small
+    assert np.isclose(np.exp(v.params["dec_logvar"][0]), pp.sigma2_, rtol=0.05)
+
+
+def test_linear_vae_with_per_feature_variance_approaches_fa():
+    X, _ = make_fa_data(500, 6, 2, psi_range=(0.1, 1.0), random_state=1)
+    fa = FactorAnalysis(2).fit(X)
+    pp = PPCA(2).fit(X)
+    v = VAE(2, hidden=(), likelihood="gaussian", decoder_variance="per_feature", batch_size=500,
+            learning_rate=1e-2, lr_decay=0.999, dtype=np.float64, random_state=0).fit(X, 5000)
+    elbo = v.elbo(X, n_samples=200, random_state=0).total
+    assert fa.log_likelihood(X) - 0.05 < elbo <= fa.log_likelihood(X) + 0.01
+    assert elbo > pp.log_likelihood(X)   # it beats the isotropic model, as FA does
+
+
+@pytest.fixture(scope="module")
+def digits_vae():
+    X, _ = load_digits()
+    X = X / 16.0
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(X))
+    Xtr, Xte = X[idx[:1400]], X[idx[1400:]]
+    v = VAE(8, hidden=(64,), batch_size=100, learning_rate=3e-3, random_state=0)
+    v.fit(Xtr, 1, X_val=Xte)
+    first = v.val_history_[-1]
+    v.fit(Xtr, 14, X_val=Xte)
+    return v, Xte, first
+
+
+def test_digits_held_out_elbo_rises(digits_vae):
+    v, Xte, first = digits_vae
+    assert len(v.val_history_) == 15 and len(v.history_) == 15
+    assert v.val_history_[-1] > first + 2.0
+    assert np.mean(v.val_history_[-3:]) > np.mean(v.val_history_[:3])
+
+
+def test_iwae_is_above_the_elbo_and_rises_with_k(digits_vae):
+    v, Xte, _ = digits_vae
+    elbo = v.elbo(Xte, n_samples=20, random_state=0).total
+    iw = [v.log_likelihood(Xte, n_importance=k, random_state=0) for k in (1, 10, 100)]
+    assert abs(iw[0] - elbo) < 1.0           # K = 1 is the ELBO itself (one draw)
+    assert iw[1] > elbo and iw[2] > iw[1]
+
+
+def test_interface_shapes_and_map_code(digits_vae):
+    v, Xte, _ = digits_vae
+    q = v.posterior(Xte[:5])
+    np.testing.assert_allclose(v.transform(Xte[:5]), q.mean)
+    assert v.reconstruct(Xte[:5]).shape == (5, 64)
+    assert v.reconstruct(Xte[:5], n_samples=4).shape == (4, 5, 64)
+    s = v.sample(6, random_state=0)
+    assert s.shape == (6, 64) and set(np.unique(s)) <= {0.0, 1.0}
+    assert 0 < v.active_units(Xte) <= 8
+
+
+def test_linear_decoder_mean_of_sampled_reconstructions_is_the_mean_reconstruction():
+    X, _ = make_ppca_data(100, 5, 2, random_state=2)
+    v = VAE(2, hidden=(), likelihood="gaussian", dtype=np.float64, random_state=0).fit(X, 5)
+    samples = v.reconstruct(X[:3], n_samples=20000, random_state=0)
+    sd = samples.std(0) / np.sqrt(20000)
+    assert np.all(np.abs(samples.mean(0) - v.reconstruct(X[:3])) < 5 * sd + 1e-12)
+
+
+def test_active_units_match_the_ppca_prediction_and_count_dead_units():
+    X, _ = make_ppca_data(500, 8, 2, sigma2=0.1, random_state=3)
+    v = VAE(4, hidden=(), likelihood="gaussian", batch_size=500, learning_rate=1e-2,
+            dtype=np.float64, random_state=0).fit(X, 3000)
+    # PPCA's ML solution with L = 4 gives unit j a posterior-mean variance (λ_j − σ²)/λ_j over the
+    # data (W = U(Λ−σ²)^½, E[z|x] = Λ⁻¹(Λ−σ²)^½ Uᵀ(x − μ)); count those above 0.01
+    lam = np.sort(np.linalg.eigvalsh(np.cov(X.T, bias=True)))[::-1]
+    s2 = lam[4:].mean()
+    predicted = int(np.sum((lam[:4] - s2) / lam[:4] > 0.01))
+    assert v.active_units(X) == predicted
+    v.params["enc_mu.W"][:, 0] = 0.0     # a unit whose mean ignores x is inactive
+    assert v.active_units(X) == predicted - 1
+
+
+def test_save_and_load_round_trip(tmp_path):
+    v, X = _trained_small_vae()
+    path = tmp_path / "vae.npz"
+    v.save(path)
+    w = VAE.load(path)
+    for k in v.params:
+        np.testing.assert_array_equal(v.params[k], w.params[k])
+    np.testing.assert_array_equal(v.transform(X), w.transform(X))
+    assert w.history_ == v.history_ and w.likelihood == "gaussian"
+    w.fit(X, 1)  # training continues
+    assert len(w.history_) == len(v.history_) + 1
+
+
+def test_log_variances_are_clamped_so_nothing_overflows():
+    X = np.random.default_rng(0).uniform(size=(10, 4)).astype(np.float32)
+    v = VAE(2, hidden=(3,), likelihood="gaussian", decoder_variance="output",
+            random_state=0).initialize(4, X)
+    v.params["enc_logvar.b"][...] = 500.0
+    v.params["dec_logvar.b"][...] = -500.0
+    val, grads = v.elbo_and_grad(X, np.zeros((10, 2), np.float32))
+    assert np.isfinite(val) and all(np.all(np.isfinite(g)) for g in grads.values())
+    assert np.all(grads["enc_logvar.b"] == 0) and np.all(grads["dec_logvar.b"] == 0)
+
+
+def test_bad_inputs():
+    X = np.random.default_rng(0).uniform(size=(10, 4))
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(2, likelihood="poisson").fit(X, 1)
+    with pytest.raises(ValueError, match="schedule"):
+        VAE(2, schedule="em").fit(X, 1)
+    v = VAE(2, hidden=(3,), random_state=0).fit(X, 1)
+    with pytest.raises(ValueError, match="eps must have shape"):
+        v.elbo_and_grad(X, np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="features"):
+        v.transform(X[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        v.fit(np.full((3, 4), np.nan), 1)
+    X0 = X.copy()
+    v.fit(X, 1)
+    np.testing.assert_array_equal(X, X0)

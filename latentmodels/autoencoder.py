@@ -64,7 +64,7 @@ class Autoencoder:
         X = self._as_data(X)
         R = self.decoder.forward(self.encoder.forward(X)) - X
         loss = 0.5 * float(np.mean(np.sum(R * R, axis=1)))
-        self.encoder.backward(self.decoder.backward(R / X.shape[0]))
+        self.encoder.backward(self.decoder.backward(R / X.shape[0]), need_dx=False)
         return loss, self.grads
 
     def _as_data(self, X):

@@ -49,6 +49,13 @@ LOGVAR_MIN, LOGVAR_MAX = -15.0, 15.0
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
+class _Holder:
+    """Owner of a bare parameter array (the shared or per-feature decoder log-variance)."""
+
+    def __init__(self, params, grads):
+        self.params, self.grads = params, grads
+
+
 class VAE:
     """A variational autoencoder trained by hand-derived backpropagation.
 
@@ -180,7 +187,7 @@ class VAE:
                     self._dec_logvar["v"][...] = np.log(var.mean())
                 else:
                     self._dec_logvar["v"][...] = np.log(var)
-        self.params, self.grads = {}, {}
+        self.params, self.grads, self._owner = {}, {}, {}
         self._register("enc.", self.encoder)
         self._register_linear("enc_mu.", self.enc_mu)
         self._register_linear("enc_logvar.", self.enc_logvar)
@@ -189,10 +196,24 @@ class VAE:
         if self.dec_logvar is not None:
             self._register_linear("dec_logvar.", self.dec_logvar)
         if self._dec_logvar is not None:
-            self.params["dec_logvar"] = self._dec_logvar["v"]
-            self.grads["dec_logvar"] = self._dec_logvar_grad["v"]
+            holder = _Holder({"dec_logvar": self._dec_logvar["v"]},
+                             {"dec_logvar": self._dec_logvar_grad["v"]})
+            self.params["dec_logvar"] = holder.params["dec_logvar"]
+            self.grads["dec_logvar"] = holder.grads["dec_logvar"]
+            self._owner["dec_logvar"] = (holder, "dec_logvar")
+            self._dec_holder = holder
         self.encoder_names = [k for k in self.params if k.startswith("enc")]
         self.decoder_names = [k for k in self.params if k.startswith("dec")]
+        # one contiguous buffer per network, so the optimiser touches each with a few ufuncs
+        groups = {"encoder": [], "decoder": []}
+        for name in self.params:
+            owner, key = self._owner[name]
+            groups["encoder" if name.startswith("enc") else "decoder"].append(
+                (owner.params, owner.grads, key))
+        self._flat_params, self._flat_grads = nn.flatten_parameters(groups)
+        for name in list(self.params):
+            owner, key = self._owner[name]
+            self.params[name], self.grads[name] = owner.params[key], owner.grads[key]
         self.optimizer_ = nn.OPTIMIZERS[self.optimizer](lr=self.learning_rate, maximize=True)
         self.n_features_in_ = D
         self.history_, self.val_history_ = [], []
@@ -205,11 +226,13 @@ class VAE:
         for name, params, grads, key in mlp.named(prefix):
             self.params[name] = params[key]
             self.grads[name] = grads[key]
+            self._owner[name] = (mlp.linears()[int(name[len(prefix):].split(".")[0])], key)
 
     def _register_linear(self, prefix, lin):
         for key in ("W", "b"):
             self.params[prefix + key] = lin.params[key]
             self.grads[prefix + key] = lin.grads[key]
+            self._owner[prefix + key] = (lin, key)
 
     def n_parameters(self) -> int:
         check_fitted(self, ("params",))
@@ -228,7 +251,8 @@ class VAE:
         out = self.dec_out.forward(d)
         if self.likelihood == "bernoulli":
             return out, None, None
-        raw = self.dec_logvar.forward(d) if self.dec_logvar is not None else self._dec_logvar["v"]
+        raw = (self.dec_logvar.forward(d) if self.dec_logvar is not None
+               else self._dec_holder.params["dec_logvar"])
         return out, np.clip(raw, LOGVAR_MIN, LOGVAR_MAX), raw
 
     def _loglik(self, X, out, logvar):
@@ -262,8 +286,11 @@ class VAE:
         ``kl_weight`` scales the KL part (KL annealing).
         """
         X = self._as_data(X)
+        return self._elbo_and_grad(X, self._as_eps(eps, X.shape[0]), kl_weight)
+
+    def _elbo_and_grad(self, X, eps, kl_weight):
+        """elbo_and_grad without input checks, for the training loop (X was checked once)."""
         N, D = X.shape
-        eps = self._as_eps(eps, N)
         S, L = eps.shape[0], eps.shape[2]
         scale = 1.0 / (S * N)
         # forward
@@ -273,8 +300,7 @@ class VAE:
         out, lvx, rawx = self._decode(z)
         Xr = X if S == 1 else np.tile(X, (S, 1))
         if self.likelihood == "bernoulli":
-            ll = nn.bernoulli_loglik(Xr, out)
-            g_out = Xr - nn.sigmoid(out)
+            ll, g_out = nn.bernoulli_loglik_and_grad(Xr, out)
         else:
             r = Xr - out
             inv = np.exp(-lvx)
@@ -300,7 +326,7 @@ class VAE:
             else:
                 inside = (rawx > LOGVAR_MIN) & (rawx < LOGVAR_MAX)
                 g = np.sum(g_lvx, axis=0) if self.decoder_variance == "per_feature" else np.sum(g_lvx)
-                self._dec_logvar_grad["v"][...] = g * inside
+                self._dec_holder.grads["dec_logvar"][...] = g * inside
         gz = self.decoder.backward(gd) if self.decoder is not None else gd
         # backward: the reparameterisation z = μ + σ ε (and, for A, log p(z) = −½‖z‖² + c)
         if self.estimator == "A":
@@ -315,10 +341,12 @@ class VAE:
             g_lv += 0.5 * kl_weight / N
         g_lv *= (raw > LOGVAR_MIN) & (raw < LOGVAR_MAX)
         # backward: encoder heads and network
-        gh = self.enc_mu.backward(g_mu.astype(X.dtype, copy=False))
-        gh += self.enc_logvar.backward(g_lv.astype(X.dtype, copy=False))
-        if self.encoder is not None:
-            self.encoder.backward(gh)
+        need = self.encoder is not None
+        gh = self.enc_mu.backward(g_mu.astype(X.dtype, copy=False), need_dx=need)
+        gl = self.enc_logvar.backward(g_lv.astype(X.dtype, copy=False), need_dx=need)
+        if need:
+            gh += gl
+            self.encoder.backward(gh, need_dx=False)
         return value, self.grads
 
     def encoder_gradient(self, X, eps, estimator: str = "reparam") -> dict:
@@ -391,14 +419,15 @@ class VAE:
             for start in range(0, N, bs):
                 xb = X[order[start:start + bs]]
                 eps = rng.standard_normal((self.n_mc, xb.shape[0], self.n_latent), dtype=dt)
-                value, grads = self.elbo_and_grad(xb, eps, kl_weight=w)
+                value, _ = self._elbo_and_grad(xb, eps, w)
+                fp, fg = self._flat_params, self._flat_grads
                 if self.schedule == "joint":
-                    opt.step(self.params, grads)
+                    opt.step(fp, fg)
                 else:   # "full EM": E-step on φ, then a fresh gradient for the M-step on θ
-                    opt.step(self.params, grads, self.encoder_names)
+                    opt.step(fp, fg, ["encoder"])
                     eps = rng.standard_normal(eps.shape, dtype=dt)
-                    _, grads = self.elbo_and_grad(xb, eps, kl_weight=w)
-                    opt.step(self.params, grads, self.decoder_names)
+                    self._elbo_and_grad(xb, eps, w)
+                    opt.step(fp, fg, ["decoder"])
                 if w != 1.0:  # report the un-annealed bound
                     value = self.elbo(xb, random_state=rng).total
                 total += value * xb.shape[0]

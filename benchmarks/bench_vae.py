@@ -1,0 +1,110 @@
+"""Time one VAE training epoch of latentmodels against the same model in PyTorch (CPU), in one run.
+
+    python benchmarks/bench_vae.py [--repeats 3] [--epochs-per-run 1]
+
+The model is the PyTorch-examples VAE: 784-400-20 encoder with ReLU, 20-400-784 decoder, Bernoulli
+likelihood, Adam with learning rate 1e-3, batch 128, one ε draw per row, float32. Data: 60000×784
+binary images, made by upsampling the shipped 8×8 digits to 28×28 and thresholding noisy copies
+(MNIST itself cannot be downloaded here; the timing depends only on the shapes). Runs alternate
+between the two implementations; the script prints every epoch time, the medians, the ratio
+(ours / PyTorch: below 1 means we are faster), and the training ELBO each reached. PyTorch is
+optional (`pip install torch==2.13.0` installs the CPU build on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from latentmodels import VAE, load_digits
+
+
+def make_binary_images(n=60000, seed=0):
+    rng = np.random.default_rng(seed)
+    X, _ = load_digits()
+    big = np.stack([np.kron(x.reshape(8, 8), np.ones((4, 4))) for x in X])  # 32x32
+    big = big[:, 2:30, 2:30].reshape(len(X), 784) / 16.0
+    idx = rng.integers(0, len(X), n)
+    return (rng.uniform(size=(n, 784)) < 0.9 * big[idx] + 0.02).astype(np.float32)
+
+
+def torch_epoch_runner(X, seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class TorchVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(784, 400)
+            self.mu = nn.Linear(400, 20)
+            self.logvar = nn.Linear(400, 20)
+            self.dec = nn.Linear(20, 400)
+            self.out = nn.Linear(400, 784)
+
+        def forward(self, x):
+            h = torch.relu(self.enc(x))
+            mu, lv = self.mu(h), self.logvar(h)
+            z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+            logits = self.out(torch.relu(self.dec(z)))
+            rec = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            kl = 0.5 * torch.sum(mu * mu + lv.exp() - 1 - lv)
+            return (rec + kl) / x.shape[0]
+
+    model = TorchVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = torch.from_numpy(X)
+
+    def epoch():
+        perm = torch.randperm(data.shape[0])
+        total = 0.0
+        for s in range(0, data.shape[0], 128):
+            xb = data[perm[s:s + 128]]
+            opt.zero_grad()
+            loss = model(xb)
+            loss.backward()
+            opt.step()
+            total += -loss.item() * xb.shape[0]
+        return total / data.shape[0]
+
+    return epoch, torch.get_num_threads()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=60000)
+    args = ap.parse_args(argv)
+    X = make_binary_images(args.n)
+    ours = VAE(20, hidden=(400,), activation="relu", likelihood="bernoulli", batch_size=128,
+               learning_rate=1e-3, optimizer="adam", dtype=np.float32, random_state=0)
+    ours.initialize(784, X)
+    try:
+        theirs, threads = torch_epoch_runner(X)
+    except ImportError:
+        theirs, threads = None, 0
+        print("PyTorch not installed: timing latentmodels only")
+    t_ours, t_theirs = [], []
+    for r in range(args.repeats):
+        t = time.perf_counter()
+        ours.fit(X, 1)
+        t_ours.append(time.perf_counter() - t)
+        line = f"run {r + 1}: latentmodels {t_ours[-1]:.2f} s (ELBO {ours.history_[-1]:.2f})"
+        if theirs is not None:
+            t = time.perf_counter()
+            elbo = theirs()
+            t_theirs.append(time.perf_counter() - t)
+            line += f"   PyTorch {t_theirs[-1]:.2f} s (ELBO {elbo:.2f})"
+        print(line, flush=True)
+    print(f"data: {X.shape[0]}x{X.shape[1]} binary, batch 128, 784-400-20 ReLU, Adam 1e-3, float32")
+    print(f"latentmodels median epoch: {np.median(t_ours):.2f} s")
+    if theirs is not None:
+        print(f"PyTorch ({threads} threads) median epoch: {np.median(t_theirs):.2f} s")
+        print(f"ratio ours / PyTorch: {np.median(t_ours) / np.median(t_theirs):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,10 +18,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from .datasets import dequantize, load_digits, make_fa_data
 from .fa import FactorAnalysis
 from .ppca import PPCA
+from .vae import VAE
 from .validation import check_array, check_int, check_random_state
+from .vi import VBPCA, mean_field_q
 
 __all__ = ["ChainRow", "ChainResult", "run_chain", "chain_data", "chain_models"]
 
@@ -90,24 +94,39 @@ class ChainResult:
         """The relations the lecture predicts, as (claim, holds, detail) triples."""
         out = []
         names = {r.name for r in self.rows}
-        if {"FA (EM)", "PPCA (closed form)"} <= names:
+
+        def has(*n):
+            return set(n) <= names
+
+        if has("FA (EM)", "PPCA (closed form)"):
             fa, pp = self.row("FA (EM)"), self.row("PPCA (closed form)")
             out.append(("FA ≥ PPCA on train log p(x) (FA generalises PPCA)",
                         fa.train_log_lik >= pp.train_log_lik - 1e-9,
-                        f"{fa.train_log_lik:.4f} vs {pp.train_log_lik:.4f}"))
-        if {"PPCA (EM)", "PPCA (closed form)"} <= names:
+                        f"{fa.train_log_lik:.3f} vs {pp.train_log_lik:.3f}"))
+        if has("PPCA (EM)", "PPCA (closed form)"):
             em, cf = self.row("PPCA (EM)"), self.row("PPCA (closed form)")
             diff = abs(em.train_log_lik - cf.train_log_lik)
-            out.append(("PPCA by EM = PPCA in closed form", diff < 1e-4, f"|Δ| = {diff:.2e}"))
+            out.append(("PPCA by EM = PPCA in closed form", diff < 1e-4, f"|Δ| = {diff:.1e}"))
         for r in self.rows:
-            slack = 1e-9 if r.log_lik_kind == "exact" else 0.0
-            out.append((f"{r.name}: test ELBO ≤ log p(x)", r.test_elbo <= r.test_log_lik + slack,
-                        f"gap {r.gap:.4f}"))
-        if {"linear VAE (shared σ²)", "PPCA (closed form)"} <= names:
-            v, cf = self.row("linear VAE (shared σ²)"), self.row("PPCA (closed form)")
-            diff = cf.train_log_lik - v.train_elbo
-            out.append(("linear VAE ELBO ≈ PPCA log p(x) (within 0.5 nats)",
-                        -0.05 <= diff <= 0.5, f"PPCA − VAE = {diff:.3f}"))
+            if r.log_lik_kind == "exact":
+                out.append((f"{r.name}: ELBO ≤ exact log p(x) (train and test)",
+                            r.train_elbo <= r.train_log_lik + 1e-9 and r.gap >= -1e-9,
+                            f"test gap {r.gap:.4f}"))
+            elif r.log_lik_kind.startswith("IWAE"):
+                out.append((f"{r.name}: ELBO ≤ IWAE estimate (test)", r.gap >= 0,
+                            f"gap {r.gap:.3f}"))
+        if has("FA + mean-field q(z|x)", "FA (EM)"):
+            mf, fa = self.row("FA + mean-field q(z|x)"), self.row("FA (EM)")
+            out.append(("mean-field ELBO ≤ FA's exact log p(x)",
+                        mf.train_elbo <= fa.train_log_lik + 1e-9,
+                        f"gap {fa.train_log_lik - mf.train_elbo:.2e}"))
+        for vae_name, ref_name in (("linear VAE (shared σ²)", "PPCA (closed form)"),
+                                   ("linear VAE (per-feature σ²)", "FA (EM)")):
+            if has(vae_name, ref_name):
+                v, ref = self.row(vae_name), self.row(ref_name)
+                diff = ref.train_log_lik - v.train_elbo
+                out.append((f"{vae_name}: ELBO ≤ {ref_name} max log p(x) (its marginal is one "
+                            "of that family)", diff > -0.05, f"{ref_name} − VAE ELBO = {diff:.3f}"))
         return out
 
     def format_checks(self) -> str:
@@ -146,8 +165,14 @@ def _linear_gaussian_row(name, model, Xtr, Xte, unit, seconds):
 
 def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: bool = False
                  ) -> list:
-    """The chain's models, in the lecture's order, as (name, fit-and-row function) pairs."""
+    """The chain's models, in the lecture's order, as (name, fit-and-row function) pairs.
+
+    Linear VAEs get ten times ``vae_epochs`` (they are cheap, and slow to rotate into the
+    PPCA/FA optimum); the MLP VAE gets ``vae_epochs``. VAE log-likelihoods are IWAE estimates.
+    """
     L = n_components
+    K = 50 if quick else 200
+    n_mc_eval = 5 if quick else 10
 
     def linear(name, make, unit):
         def run(Xtr, Xte):
@@ -156,11 +181,56 @@ def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: boo
             return _linear_gaussian_row(name, model, Xtr, Xte, unit, time.perf_counter() - t)
         return name, run
 
+    def fa_mean_field(Xtr, Xte):
+        t = time.perf_counter()
+        fa = FactorAnalysis(L).fit(Xtr)
+        q_tr, hist = mean_field_q(fa, Xtr)
+        q_te, _ = mean_field_q(fa, Xte)
+        secs = time.perf_counter() - t
+        tr, te = fa.elbo(Xtr, q_tr).total, fa.elbo(Xte, q_te).total
+        te_ll = fa.log_likelihood(Xte)
+        return ChainRow("FA + mean-field q(z|x)", tr, te, fa.log_likelihood(Xtr), te_ll, "exact",
+                        te_ll - te, fa.n_parameters(), len(hist) // L, "CAVI sweeps", secs)
+
+    def vbpca(Xtr, Xte):
+        t = time.perf_counter()
+        m = VBPCA(L, tol=1e-7, random_state=random_state).fit(Xtr)
+        secs = time.perf_counter() - t
+        te = m.elbo(Xte, include_params=False).total
+        te_ll = m.log_likelihood(Xte)
+        return ChainRow(f"VB-PCA (ARD: {m.n_effective_} of {L} on)", m.elbo(Xtr).total, te,
+                        m.log_likelihood(Xtr), te_ll, "plug-in", te_ll - te, m.n_parameters(),
+                        m.n_iter_, "CAVI sweeps", secs)
+
+    def vae(name, epochs, **kw):
+        def run(Xtr, Xte):
+            t = time.perf_counter()
+            m = VAE(L, likelihood="gaussian", dtype=np.float64, random_state=random_state, **kw)
+            m.fit(Xtr, epochs)
+            secs = time.perf_counter() - t
+            rs = np.random.default_rng(random_state)
+            tr = m.elbo(Xtr, n_mc_eval, random_state=rs).total
+            te = m.elbo(Xte, n_mc_eval, random_state=rs).total
+            te_ll = m.log_likelihood(Xte, K, random_state=rs)
+            return ChainRow(name, tr, te, m.log_likelihood(Xtr, K, random_state=rs), te_ll,
+                            f"IWAE (K={K})", te_ll - te, m.n_parameters(), epochs, "epochs", secs)
+        return name, run
+
+    lin_epochs = 10 * vae_epochs
+    linear_vae = dict(hidden=(), batch_size=128, learning_rate=3e-3,
+                      lr_decay=float(0.01 ** (1.0 / max(lin_epochs, 1))))
     return [
         linear("FA (EM)", lambda: FactorAnalysis(L), "EM iterations"),
         linear("PPCA (closed form)", lambda: PPCA(L), "EM iterations"),
         linear("PPCA (EM)", lambda: PPCA(L, method="em", tol=1e-12, random_state=random_state),
                "EM iterations"),
+        ("FA + mean-field q(z|x)", fa_mean_field),
+        ("VB-PCA (ARD)", vbpca),
+        vae("linear VAE (shared σ²)", lin_epochs, decoder_variance="shared", **linear_vae),
+        vae("linear VAE (per-feature σ²)", lin_epochs, decoder_variance="per_feature",
+            **linear_vae),
+        vae("MLP VAE (Gaussian, 256 tanh)", vae_epochs, hidden=(256,), activation="tanh",
+            decoder_variance="output", batch_size=128, learning_rate=1e-3),
     ]
 
 
@@ -193,4 +263,16 @@ def run_chain(X, *, n_components: int = 10, test_fraction: float = 0.2, vae_epoc
         if progress is not None:
             progress(f"fitting {name} ...")
         rows.append(run(Xtr, Xte))
-    return ChainResult(rows, data_name, Xtr.shape[0], Xte.shape[0], X.shape[1], L)
+    notes = [
+        "log p(x) is exact for the linear-Gaussian rows; an importance-weighted (IWAE) estimate "
+        "for the VAEs, a lower bound that rises with K; for VB-PCA the likelihood with the "
+        "posterior-mean parameters plugged in.",
+        "VB-PCA's train ELBO includes KL(q(θ)‖p(θ))/N; its test ELBO omits it (a bound on the "
+        "log predictive density of new rows).",
+        "FA + mean-field q(z|x): its gap is KL(q‖p(z|x)). It is ~0 when FA's loadings are in the "
+        "rotation where Wᵀ Ψ⁻¹ W is diagonal, which the profile-likelihood polish returns: the "
+        "exact posterior then factorises.",
+        "The linear VAEs' marginals are PPCA / FA models, so their ELBOs cannot exceed those "
+        "rows' log p(x); SGD approaches that optimum slowly (the rotation is weakly identified).",
+    ]
+    return ChainResult(rows, data_name, Xtr.shape[0], Xte.shape[0], X.shape[1], L, notes)

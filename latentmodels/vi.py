@@ -491,17 +491,22 @@ class VBPCA:
     def transform(self, X) -> np.ndarray:
         return self.posterior(X).mean
 
-    def elbo(self, X, q: GaussianQ | None = None) -> ELBO:
+    def elbo(self, X, q: GaussianQ | None = None, include_params: bool = True) -> ELBO:
         """The ELBO of the Bayesian model on X, per sample, with the fitted q(W, μ, α, τ).
 
         q(Z) is the optimal one for X (or ``q``). On the training data this is the bound that
         ``fit`` maximised; on other data it is still a lower bound on that data's log marginal
         likelihood, log p(X) = log ∫ p(X | θ) p(θ) dθ, since the parameter factors are one
         admissible choice of q. ``kl_params`` is the parameters' KL divided by ``len(X)``.
+
+        ``include_params=False`` drops that KL: what remains, E_q(θ)[E_q(z)[log p(x|z,θ)] −
+        KL(q(z)‖p(z))], lower-bounds E_q(θ)[log p(x | θ)] and, by Jensen, the log predictive
+        density log ∫ p(x | θ) q(θ) dθ of new data — the comparable number for held-out rows.
         """
         X = self._validate_X(X)
         q = self.posterior(X) if q is None else q
-        return self._elbo_on(X, q.mean, q.mean_cov())
+        e = self._elbo_on(X, q.mean, q.mean_cov())
+        return e if include_params else ELBO(e.expected_log_lik, e.kl_latent, 0.0)
 
     def log_likelihood(self, X) -> float:
         """Mean log p(x) per sample with the posterior means plugged in: N(x | ⟨μ⟩, ⟨W⟩⟨W⟩ᵀ + σ²I),

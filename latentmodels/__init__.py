@@ -5,6 +5,7 @@ The models share one ELBO interface (``fit``, ``elbo``, ``log_likelihood``, ``po
 """
 
 from .autoencoder import Autoencoder
+from .chain import chain_data, run_chain  # noqa: E402  (the chain sits on top of the models)
 from .datasets import dequantize, load_digits, load_idx, make_fa_data, make_ppca_data
 from .elbo import ELBO, ELBODecreaseError, coordinate_ascent
 from .fa import FactorAnalysis
@@ -30,6 +31,7 @@ __all__ = [
     "NotFittedError",
     "PCAResult",
     "PPCA",
+    "chain_data",
     "coordinate_ascent",
     "dequantize",
     "load_digits",
@@ -38,4 +40,5 @@ __all__ = [
     "make_ppca_data",
     "mean_field_q",
     "pca",
+    "run_chain",
 ]

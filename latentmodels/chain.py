@@ -83,8 +83,9 @@ class ChainResult:
         sep = "|" + "---|" * 10
         lines = [head, sep]
         for r in self.rows:
+            name = r.name.replace("|", "\\|")   # a '|' would split the Markdown cell
             lines.append(
-                f"| {r.name} | {r.train_elbo:.3f} | {r.test_elbo:.3f} | {r.train_log_lik:.3f} | "
+                f"| {name} | {r.train_elbo:.3f} | {r.test_elbo:.3f} | {r.train_log_lik:.3f} | "
                 f"{r.test_log_lik:.3f} | {r.log_lik_kind} | {r.gap:.3f} | {r.n_params} | "
                 f"{_iterations(r)} | {r.seconds:.2f} |"
             )

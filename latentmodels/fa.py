@@ -46,7 +46,7 @@ from .validation import (
 )
 
 __all__ = ["FactorAnalysis", "LinearGaussianModel", "e_step", "m_step", "elbo_from_moments",
-           "moments", "profile_polish"]
+           "moments", "profile_polish", "run_em"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +128,35 @@ def elbo_from_moments(S: np.ndarray, W: np.ndarray, psi: np.ndarray, B: np.ndarr
     ell = -0.5 * (D * gs.LOG_2PI + np.sum(np.log(psi)) + quad)
     kl = 0.5 * (np.trace(G) + np.trace(BSB) - n_comp - gs.logdet(G))
     return ELBO(ell, kl)
+
+
+def run_em(S, W, psi, *, noise="diagonal", psi_floor=0.0, tol=1e-8, max_iter=10000,
+           accelerate=False, model_name="EM"):
+    """EM for FA or PPCA on the covariance S: E-step, M-step, repeat (Bishop PRML 12.2.4, 9.4).
+
+    The two steps are handed to :func:`latentmodels.elbo.coordinate_ascent`, which records the
+    ELBO (:func:`elbo_from_moments`) after each and raises if either lowers it. ``noise`` selects
+    the M-step (see :func:`m_step`); ``accelerate`` adds the monotone SQUAREM jump before every
+    third E-step. Returns ``(AscentResult, W, psi)``.
+    """
+    state = {"W": W, "psi": psi, "B": None, "G": None}
+    accel = _Squarem(S, psi_floor) if accelerate else None
+
+    def expectation():
+        if accel is not None:
+            accel.maybe_jump(state)
+        state["B"], state["G"] = e_step(state["W"], state["psi"])
+
+    def maximisation():
+        state["W"], state["psi"] = m_step(S, state["B"], state["G"], state["psi"], noise=noise,
+                                          psi_floor=psi_floor)
+
+    def objective():
+        return elbo_from_moments(S, state["W"], state["psi"], state["B"], state["G"]).total
+
+    result = coordinate_ascent([("E", expectation), ("M", maximisation)], objective, tol=tol,
+                               max_iter=max_iter, model_name=model_name)
+    return result, state["W"], state["psi"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,26 +401,10 @@ class FactorAnalysis(LinearGaussianModel):
         floor = min_psi * (np.diag(S).mean() if self._isotropic else np.diag(S))
 
         W, psi = self._initial_parameters(S, n_comp, rng)
-        state = {"W": W, "psi": psi, "B": None, "G": None}
-        accel = _Squarem(S, floor) if self.accelerate else None
-
-        def expectation():
-            if accel is not None:
-                accel.maybe_jump(state)
-            state["B"], state["G"] = e_step(state["W"], state["psi"])
-
-        def maximisation():
-            state["W"], state["psi"] = m_step(
-                S, state["B"], state["G"], state["psi"],
-                noise="isotropic" if self._isotropic else "diagonal", psi_floor=floor)
-
-        def objective():
-            return elbo_from_moments(S, state["W"], state["psi"], state["B"], state["G"]).total
-
-        result = coordinate_ascent(
-            [("E", expectation), ("M", maximisation)], objective, tol=tol, max_iter=max_iter,
-            model_name=type(self).__name__,
-        )
+        result, W, psi = run_em(S, W, psi, noise="isotropic" if self._isotropic else "diagonal",
+                                psi_floor=floor, tol=tol, max_iter=max_iter,
+                                accelerate=self.accelerate, model_name=type(self).__name__)
+        state = {"W": W, "psi": psi}
         history = list(result.history)
         if self.polish and not self._isotropic:
             W, psi = profile_polish(S, state["psi"], n_comp, floor)

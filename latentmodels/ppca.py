@@ -19,14 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elbo import coordinate_ascent
-from .fa import (
-    LinearGaussianModel,
-    _sufficient_statistics,
-    e_step,
-    elbo_from_moments,
-    m_step,
-)
+from .fa import LinearGaussianModel, _sufficient_statistics, e_step, elbo_from_moments, run_em
 from .validation import (
     check_array,
     check_int,
@@ -130,28 +123,13 @@ class PPCA(LinearGaussianModel):
         D = S.shape[0]
         tol = check_positive(self.tol, "tol")
         max_iter = check_int(self.max_iter, "max_iter")
-        scale = np.sqrt(np.trace(S) / D)
-        state = {
-            "W": rng.standard_normal((D, n_comp)) * scale,
-            "psi": np.full(D, sigma2 if sigma2 is not None else np.trace(S) / D),
-        }
-        noise = "fixed" if sigma2 is not None else "isotropic"
-        floor = 1e-12 * np.trace(S) / D
-
-        def expectation():
-            state["B"], state["G"] = e_step(state["W"], state["psi"])
-
-        def maximisation():
-            state["W"], state["psi"] = m_step(S, state["B"], state["G"], state["psi"],
-                                              noise=noise, psi_floor=floor)
-
-        def objective():
-            return elbo_from_moments(S, state["W"], state["psi"], state["B"], state["G"]).total
-
-        result = coordinate_ascent([("E", expectation), ("M", maximisation)], objective,
-                                   tol=tol, max_iter=max_iter, model_name="PPCA (EM)")
-        self.W_, self.sigma2_ = state["W"], float(state["psi"][0])
-        psi = state["psi"]
+        W0 = rng.standard_normal((D, n_comp)) * np.sqrt(np.trace(S) / D)
+        psi0 = np.full(D, sigma2 if sigma2 is not None else np.trace(S) / D)
+        result, self.W_, psi = run_em(
+            S, W0, psi0, noise="fixed" if sigma2 is not None else "isotropic",
+            psi_floor=1e-12 * np.trace(S) / D, tol=tol, max_iter=max_iter, model_name="PPCA (EM)")
+        self.sigma2_ = float(psi[0])
+        # end on an E-step: the last ELBO is the exact log-likelihood of the final θ
         self.history_ = result.history + [
             elbo_from_moments(S, self.W_, psi, *e_step(self.W_, psi)).total]
         self.n_iter_ = result.n_iter

@@ -160,7 +160,8 @@ class NormalGammaVI:
         }
 
     def log_evidence(self, x=None) -> float:
-        """Exact log p(x) per sample, from the Normal-Gamma normalisers (Murphy 2007, eq. 95).
+        """Exact log p(x) per sample: the ratio of Normal-Gamma normalisers, prior over posterior
+        (Murphy 2007, "Conjugate Bayesian analysis of the Gaussian distribution").
 
         ``log p(x) = lnΓ(a_N) − lnΓ(a0) + a0 ln b0 − a_N ln b_N + ½ ln(λ0/λ_N) − (N/2) ln 2π``
         with (a_N, b_N, λ_N) of the exact posterior.

@@ -210,8 +210,8 @@ def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: boo
             m.fit(Xtr, epochs)
             secs = time.perf_counter() - t
             rs = np.random.default_rng(random_state)
-            tr = m.elbo(Xtr, n_mc_eval, random_state=rs).total
-            te = m.elbo(Xte, n_mc_eval, random_state=rs).total
+            tr = m.elbo(Xtr, n_samples=n_mc_eval, random_state=rs).total
+            te = m.elbo(Xte, n_samples=n_mc_eval, random_state=rs).total
             te_ll = m.log_likelihood(Xte, K, random_state=rs)
             return ChainRow(name, tr, te, m.log_likelihood(Xtr, K, random_state=rs), te_ll,
                             f"IWAE (K={K})", te_ll - te, m.n_parameters(), epochs, "epochs", secs)

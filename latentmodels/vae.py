@@ -452,12 +452,23 @@ class VAE:
         return self
 
     # ---- the shared interface ----------------------------------------------------------------
-    def elbo(self, X, n_samples: int = 1, random_state=None) -> ELBO:
+    def elbo(self, X, q: GaussianQ | None = None, n_samples: int = 1, random_state=None) -> ELBO:
         """Estimator B's split of the ELBO, mean per sample: E_q[log p(x|z)] by ``n_samples``
-        draws of ε per row, KL(q(z|x) ‖ p(z)) analytic."""
+        draws per row, KL(q(z|x) ‖ p(z)) analytic. ``q`` defaults to the encoder's
+        q(z|x, φ); any :class:`GaussianQ` (e.g. a refined per-row posterior) may be passed."""
         X = self._as_data(X)
         rng = self._rng if random_state is None else check_random_state(random_state)
         n_samples = check_int(n_samples, "n_samples")
+        if q is not None:
+            if q.mean.shape != (X.shape[0], self.n_latent):
+                raise ValueError(f"q has means of shape {q.mean.shape}, expected "
+                                 f"{(X.shape[0], self.n_latent)}")
+            Z = q.sample(rng, n_samples=n_samples).astype(X.dtype)
+            ell = 0.0
+            for z in Z:
+                out, lvx, _ = self._decode(z)
+                ell += np.mean(self._loglik(X, out, lvx), dtype=np.float64) / n_samples
+            return ELBO(ell, q.kl_to_standard())
         mu, _, lv = self._encode(X)
         std = np.exp(0.5 * lv)
         ell = 0.0

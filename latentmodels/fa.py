@@ -5,7 +5,7 @@ The generative model (Bishop PRML eqs. 12.31–12.33, 12.64):
     z ~ N(0, I_L),    x | z ~ N(W z + μ, Ψ),    Ψ = diag(ψ_1, …, ψ_D)
     ⇒ x ~ N(μ, C),    C = W Wᵀ + Ψ
 
-The exact posterior is Gaussian (Bishop eqs. 12.66–12.67, with G the posterior covariance):
+The exact posterior is Gaussian (Bishop eqs. 12.66–12.68, with G the posterior covariance):
 
     G = (I + Wᵀ Ψ⁻¹ W)⁻¹,     E[z | x] = G Wᵀ Ψ⁻¹ (x − μ),     E[z zᵀ | x] = G + E[z] E[z]ᵀ
 
@@ -64,7 +64,7 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def e_step(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The E-step of FA and PPCA: the exact posterior q(z | x) = N(B (x − μ), G).
 
-    Bishop PRML eqs. 12.66–12.67 (12.42 for PPCA):
+    Bishop PRML eqs. 12.66–12.68 (12.42 for PPCA):
     ``G = (I + Wᵀ Ψ⁻¹ W)⁻¹`` and ``B = G Wᵀ Ψ⁻¹``, from one Cholesky factor of the L×L matrix
     ``I + Wᵀ Ψ⁻¹ W`` — never a D×D inverse.
 
@@ -218,7 +218,7 @@ class LinearGaussianModel:
 
     # ---- the posterior ---------------------------------------------------------------------
     def posterior(self, X) -> GaussianQ:
-        """The exact posterior p(z | x) = N(G Wᵀ Ψ⁻¹ (x − μ), G) (Bishop PRML eqs. 12.66–12.67)."""
+        """The exact posterior p(z | x) = N(G Wᵀ Ψ⁻¹ (x − μ), G) (Bishop PRML eqs. 12.66–12.68)."""
         X = self._validate_X(X)
         B, G = e_step(self.W_, self.noise_variance())
         return GaussianQ((X - self.mu_) @ B.T, G)

@@ -81,3 +81,20 @@ def test_gradient_check_detects_a_wrong_gradient():
 
     errs = nn.gradient_check(f, p)
     assert errs["w"] > 1e-3
+
+
+def test_adam_matches_algorithm_1_written_out():
+    # Kingma & Ba (2015), Algorithm 1, step by step, against the rearranged in-place update
+    rng = np.random.default_rng(0)
+    p = {"x": rng.standard_normal(5)}
+    ref = p["x"].copy()
+    m = np.zeros(5)
+    v = np.zeros(5)
+    opt = nn.Adam(lr=0.01)
+    for t in range(1, 50):
+        g = rng.standard_normal(5)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref = ref - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        opt.step(p, {"x": g})
+    np.testing.assert_allclose(p["x"], ref, rtol=1e-12, atol=1e-14)

@@ -192,7 +192,7 @@ class LinearGaussianModel:
     def n_parameters(self) -> int:
         """Free parameters: D·L loadings − L(L−1)/2 rotations + D means + noise variances."""
         D, n_comp = self.W_.shape
-        n_noise = np.unique(self.noise_variance()).size if self._isotropic else D
+        n_noise = 1 if self._isotropic else D
         return D * n_comp - n_comp * (n_comp - 1) // 2 + D + n_noise
 
     _isotropic = False

@@ -213,3 +213,10 @@ def test_inputs_are_never_modified():
     S0 = S.copy()
     FactorAnalysis(2).fit_covariance(S, 100)
     np.testing.assert_array_equal(S, S0)
+
+
+def test_n_parameters_counts_free_parameters():
+    # D L loadings minus L(L-1)/2 rotations, D means, and D uniquenesses (or one σ²)
+    X = make_data(8, 6, 2, 200)
+    assert FactorAnalysis(2).fit(X).n_parameters() == 6 * 2 - 1 + 6 + 6
+    assert FactorAnalysis(2, noise="isotropic").fit(X).n_parameters() == 6 * 2 - 1 + 6 + 1

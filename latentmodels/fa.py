@@ -404,18 +404,16 @@ class FactorAnalysis(LinearGaussianModel):
         result, W, psi = run_em(S, W, psi, noise="isotropic" if self._isotropic else "diagonal",
                                 psi_floor=floor, tol=tol, max_iter=max_iter,
                                 accelerate=self.accelerate, model_name=type(self).__name__)
-        state = {"W": W, "psi": psi}
-        history = list(result.history)
+        # log p(x | θ) is the ELBO right after an E-step
+        loglik = elbo_from_moments(S, W, psi, *e_step(W, psi)).total
         if self.polish and not self._isotropic:
-            W, psi = profile_polish(S, state["psi"], n_comp, floor)
-            if (elbo_from_moments(S, W, psi, *e_step(W, psi)).total
-                    > elbo_from_moments(S, state["W"], state["psi"],
-                                        *e_step(state["W"], state["psi"])).total):
-                state["W"], state["psi"] = W, psi
+            W_pol, psi_pol = profile_polish(S, psi, n_comp, floor)
+            loglik_pol = elbo_from_moments(S, W_pol, psi_pol, *e_step(W_pol, psi_pol)).total
+            if loglik_pol > loglik:
+                W, psi, loglik = W_pol, psi_pol, loglik_pol
         # End on an E-step so that the last ELBO is the log-likelihood of the final θ.
-        self.W_, self.psi_, self.mu_ = state["W"], state["psi"], mu
-        history.append(elbo_from_moments(S, self.W_, self.psi_, *e_step(self.W_, self.psi_)).total)
-        self.history_ = history
+        self.W_, self.psi_, self.mu_ = W, psi, mu
+        self.history_ = list(result.history) + [loglik]
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.n_features_in_ = D

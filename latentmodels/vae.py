@@ -163,15 +163,15 @@ class VAE:
         self.decoder = nn.MLP([L, *H[::-1]], self.activation, rng=rng, dtype=dt) if H else None
         dlast = H[0] if H else L
         self.dec_out = nn.Linear(dlast, D, rng=rng, dtype=dt)
-        self.dec_logvar = None
-        self._dec_logvar = None
+        self.dec_logvar = None       # a decoder head (decoder_variance="output")
+        self._dec_holder = None      # or a bare parameter ("shared", "per_feature")
         if self.likelihood == "gaussian":
             if self.decoder_variance == "output":
                 self.dec_logvar = nn.Linear(dlast, D, rng=rng, dtype=dt, gain=0.1)
             else:
                 size = 1 if self.decoder_variance == "shared" else D
-                self._dec_logvar = {"v": np.zeros(size, dtype=dt)}
-                self._dec_logvar_grad = {"v": np.zeros(size, dtype=dt)}
+                self._dec_holder = _Holder({"dec_logvar": np.zeros(size, dtype=dt)},
+                                           {"dec_logvar": np.zeros(size, dtype=dt)})
         if X is not None:
             X = check_array(X, "X")
             mean = X.mean(axis=0)
@@ -184,9 +184,9 @@ class VAE:
                 if self.decoder_variance == "output":
                     self.dec_logvar.params["b"][...] = np.log(var)
                 elif self.decoder_variance == "shared":
-                    self._dec_logvar["v"][...] = np.log(var.mean())
+                    self._dec_holder.params["dec_logvar"][...] = np.log(var.mean())
                 else:
-                    self._dec_logvar["v"][...] = np.log(var)
+                    self._dec_holder.params["dec_logvar"][...] = np.log(var)
         self.params, self.grads, self._owner = {}, {}, {}
         self._register("enc.", self.encoder)
         self._register_linear("enc_mu.", self.enc_mu)
@@ -195,13 +195,10 @@ class VAE:
         self._register_linear("dec_out.", self.dec_out)
         if self.dec_logvar is not None:
             self._register_linear("dec_logvar.", self.dec_logvar)
-        if self._dec_logvar is not None:
-            holder = _Holder({"dec_logvar": self._dec_logvar["v"]},
-                             {"dec_logvar": self._dec_logvar_grad["v"]})
-            self.params["dec_logvar"] = holder.params["dec_logvar"]
-            self.grads["dec_logvar"] = holder.grads["dec_logvar"]
-            self._owner["dec_logvar"] = (holder, "dec_logvar")
-            self._dec_holder = holder
+        if self._dec_holder is not None:
+            self.params["dec_logvar"] = self._dec_holder.params["dec_logvar"]
+            self.grads["dec_logvar"] = self._dec_holder.grads["dec_logvar"]
+            self._owner["dec_logvar"] = (self._dec_holder, "dec_logvar")
         self.encoder_names = [k for k in self.params if k.startswith("enc")]
         self.decoder_names = [k for k in self.params if k.startswith("dec")]
         # one contiguous buffer per network, so the optimiser touches each with a few ufuncs

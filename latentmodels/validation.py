@@ -7,6 +7,7 @@ converted with ``np.asarray`` (a copy only where the dtype changes) and never wr
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 
@@ -14,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "ConvergenceWarning",
+    "Estimator",
     "NotFittedError",
     "check_array",
     "check_covariance",
@@ -182,3 +184,73 @@ def check_covariance(S, name: str = "S", *, rtol: float = 1e-8) -> np.ndarray:
         d = int(np.argmin(np.diag(S)))
         raise ValueError(f"{name} has a non-positive variance on its diagonal at index {d}")
     return S
+
+
+class Estimator:
+    """The scikit-learn estimator protocol, without importing scikit-learn.
+
+    ``get_params`` and ``set_params`` read the hyper-parameters from the ``__init__`` signature, so
+    that ``sklearn.base.clone``, ``Pipeline``, ``cross_val_score`` and ``GridSearchCV`` work on every
+    model that inherits this class. The contract, as scikit-learn's: ``__init__`` stores each argument
+    unchanged under its own name and does no validation (that happens in ``fit``); fitted attributes
+    end in ``_``. ``fit_transform`` is ``fit`` followed by ``transform``.
+    """
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        sig = inspect.signature(init)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            names.append(p.name)
+        return sorted(names)
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Return the hyper-parameters given to ``__init__``, by name."""
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{k}", v) for k, v in value.get_params().items())
+            out[name] = value
+        return out
+
+    def set_params(self, **params):
+        """Set hyper-parameters by name (unknown names raise ``ValueError``); returns ``self``."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters are {sorted(valid)}"
+                )
+            if sub:
+                getattr(self, name).set_params(**{sub: value})
+            else:
+                setattr(self, name, value)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """``fit(X)`` then ``transform(X)``; ``y`` is ignored (unsupervised)."""
+        return self.fit(X, **fit_params).transform(X)
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        parts = []
+        for name in self._param_names():
+            value = getattr(self, name, None)
+            default = defaults.get(name, inspect.Parameter.empty)
+            try:
+                same = value is default or bool(value == default)
+            except Exception:  # arrays and other objects without a plain truth value
+                same = False
+            if not same:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"

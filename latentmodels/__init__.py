@@ -1,7 +1,8 @@
 """latentmodels: classical latent-variable models by hand, every lecture claim checked numerically.
 
 The models share one ELBO interface (``fit``, ``elbo``, ``log_likelihood``, ``posterior``,
-``transform``, ``sample``), all in mean nats per sample; see ``DESIGN.md``.
+``transform``, ``sample``), all in mean nats per sample. The README describes the modules and the
+notebooks; every docstring states its formula and cites its source (book equation or paper).
 """
 
 from .autoencoder import Autoencoder

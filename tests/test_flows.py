@@ -1,0 +1,221 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import special
+
+from latentmodels import nn
+from latentmodels.flows import FlowStack, IAFStep, PlanarFlow, made_masks
+
+L = 4
+
+
+def _planar(rng, L=L):
+    f = PlanarFlow(L, rng=rng)
+    # move away from the small initialisation so that every term of the backward pass matters
+    f.params["u"][:] = rng.standard_normal(L)
+    f.params["w"][:] = rng.standard_normal(L)
+    f.params["b"][:] = rng.standard_normal(1)
+    return f
+
+
+def _iaf(rng, reverse, n_context, L=L, n_hidden=7):
+    f = IAFStep(L, n_context, n_hidden, reverse, rng=rng)
+    for k, v in f.params.items():
+        v[...] = rng.standard_normal(v.shape) * 0.7 * f.masks.get(k, 1.0)
+    return f
+
+
+def _check_all_gradients(flow, n_context, rng, N=6):
+    """Finite differences of J = Σ c ⊙ z_out + Σ d · logdet w.r.t. z, h and every parameter."""
+    z = rng.standard_normal((N, L))
+    c = rng.standard_normal((N, L))
+    d = rng.standard_normal(N)
+    arrays = dict(flow.params)
+    arrays["z"] = z
+    if n_context:
+        arrays["h"] = rng.standard_normal((N, n_context))
+
+    def f():
+        flow.zero_grad()
+        z_out, logdet = flow.forward(arrays["z"], arrays.get("h"))
+        gz, gh = flow.backward(c, d)
+        grads = {k: np.array(v) for k, v in flow.grads.items()}
+        grads["z"] = gz
+        if n_context:
+            grads["h"] = gh
+        else:
+            assert gh is None
+        return float(np.sum(c * z_out) + np.sum(d * logdet)), grads
+
+    errs = nn.gradient_check(f, arrays, h=1e-6, max_entries=None)
+    assert set(errs) == set(arrays)
+    return errs
+
+
+def test_planar_gradients():
+    errs = _check_all_gradients(_planar(np.random.default_rng(0)), 0, np.random.default_rng(1))
+    assert max(errs.values()) < 1e-6, errs
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("n_context", [0, 3])
+def test_iaf_gradients(reverse, n_context):
+    rng = np.random.default_rng(2)
+    errs = _check_all_gradients(_iaf(rng, reverse, n_context), n_context, rng)
+    assert max(errs.values()) < 1e-6, errs
+
+
+@pytest.mark.parametrize("kinds", [["iaf"], ["planar", "iaf_rev"], ["iaf", "planar", "iaf_rev"]])
+def test_stack_gradients(kinds):
+    rng = np.random.default_rng(3)
+    n_context = 2
+    make = {"planar": lambda: _planar(rng), "iaf": lambda: _iaf(rng, False, n_context),
+            "iaf_rev": lambda: _iaf(rng, True, n_context)}
+    stack = FlowStack([make[k]() for k in kinds])
+    errs = _check_all_gradients(stack, n_context, rng)
+    assert len(errs) == sum(len(f.params) for f in stack.flows) + 2
+    assert max(errs.values()) < 1e-6, errs
+
+
+def test_backward_accumulates_and_zero_grad_resets():
+    rng = np.random.default_rng(4)
+    f = _iaf(rng, False, 2)
+    z, h = rng.standard_normal((5, L)), rng.standard_normal((5, 2))
+    g, d = rng.standard_normal((5, L)), rng.standard_normal(5)
+    f.forward(z, h)
+    f.backward(g, d)
+    once = {k: v.copy() for k, v in f.grads.items()}
+    f.backward(g, d)
+    for k in once:
+        np.testing.assert_allclose(f.grads[k], 2 * once[k], rtol=1e-12, atol=0)
+    f.zero_grad()
+    assert all(not np.any(v) for v in f.grads.values())
+
+
+def _fd_jacobian(flow, z, h=None, eps=1e-5):
+    """(N, L, L) central-difference Jacobians ∂z_out/∂z, one per row."""
+    N, D = z.shape
+    J = np.empty((N, D, D))
+    for j in range(D):
+        dz = np.zeros_like(z)
+        dz[:, j] = eps
+        up = flow.forward(z + dz, h)[0]
+        down = flow.forward(z - dz, h)[0]
+        J[:, :, j] = (up - down) / (2 * eps)
+    return J
+
+
+@pytest.mark.parametrize("which", ["planar", "iaf", "iaf_rev_ctx", "stack"])
+def test_logdet_matches_slogdet_of_finite_difference_jacobian(which):
+    rng = np.random.default_rng(5)
+    h = rng.standard_normal((8, 3)) if which in ("iaf_rev_ctx", "stack") else None
+    flow = {"planar": lambda: _planar(rng),
+            "iaf": lambda: _iaf(rng, False, 0),
+            "iaf_rev_ctx": lambda: _iaf(rng, True, 3),
+            "stack": lambda: FlowStack([_planar(rng), _iaf(rng, False, 3), _planar(rng),
+                                        _iaf(rng, True, 3)])}[which]()
+    z = rng.standard_normal((8, L))
+    _, logdet = flow.forward(z, h)
+    sign, ref = np.linalg.slogdet(_fd_jacobian(flow, z, h))
+    assert np.all(sign > 0)
+    np.testing.assert_allclose(logdet, ref, atol=1e-6, rtol=0)
+    assert np.ptp(logdet) > 0.1                 # the check is not against a constant
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_iaf_is_autoregressive_in_its_order(reverse):
+    rng = np.random.default_rng(6)
+    f = _iaf(rng, reverse, 2, L=5, n_hidden=9)
+    z, h = rng.standard_normal((3, 5)), rng.standard_normal((3, 2))
+    base = f.forward(z, h)[0]
+    order = np.arange(5)[::-1] if reverse else np.arange(5)     # variables, first to last
+    for pos, j in enumerate(order):
+        zp = z.copy()
+        zp[:, j] += 0.8
+        out = f.forward(zp, h)[0]
+        earlier = order[:pos]
+        later = order[pos + 1:]
+        # outputs earlier in the order do not see z_j at all: bitwise unchanged
+        assert np.array_equal(out[:, earlier], base[:, earlier])
+        # z_j itself moves only through σ_j z_j
+        np.testing.assert_allclose(out[:, j] - base[:, j], nn.sigmoid(_gate(f, z, h))[:, j] * 0.8,
+                                   rtol=1e-10)
+        # later outputs do depend on it (the network is not trivially masked)
+        if later.size:
+            assert np.all(np.abs(out[:, later] - base[:, later]).max(axis=0) > 1e-6)
+    J = _fd_jacobian(f, z, h)
+    tri = np.triu(np.ones((5, 5)), 1) if not reverse else np.tril(np.ones((5, 5)), -1)
+    assert np.abs(J * tri).max() < 1e-9                # lower (natural order) / upper (reversed)
+    assert np.abs(J * tri.T).min(axis=0).max() > 0     # the other triangle is populated
+
+
+def _gate(f, z, h):
+    """s from the MADE, recomputed independently of IAFStep.forward."""
+    P, M = f.params, f.masks
+    a = z @ (P["W1"] * M["W1"]) + P["b1"] + h @ P["V"]
+    e = np.where(a > 0, a, np.exp(np.minimum(a, 0)) - 1)
+    return e @ (P["Ws"] * M["Ws"]) + P["bs"]
+
+
+def test_made_masks_connectivity():
+    M1, M2, deg = made_masks(4, 6, reverse=True)
+    np.testing.assert_array_equal(deg, [4, 3, 2, 1])
+    # (M1 @ M2)[j, d] counts paths z_j -> output d: nonzero only where deg(j) < deg(d)
+    paths = M1 @ M2
+    assert np.all((paths > 0) == (deg[:, None] < deg[None, :]))
+    M1, M2, _ = made_masks(1, 3)
+    assert M1.sum() == 0 and M2.sum() == 3             # L = 1: only context and bias
+
+
+def test_iaf_initial_gate_is_near_one():
+    f = IAFStep(3, 2, 16, rng=0)
+    z = np.random.default_rng(0).standard_normal((50, 3))
+    _, logdet = f.forward(z, np.ones((50, 2)))
+    # bs = +2 and small output weights: σ ≈ sigmoid(2) ≈ 0.881
+    np.testing.assert_allclose(logdet / 3, np.log(special.expit(2.0)), atol=0.05)
+
+
+@given(u=st.lists(st.floats(-5, 5), min_size=3, max_size=3),
+       w=st.lists(st.floats(-5, 5), min_size=3, max_size=3),
+       b=st.floats(-5, 5), zs=st.lists(st.floats(-5, 5), min_size=3, max_size=3))
+def test_planar_invertibility_condition(u, w, b, zs):
+    w = np.asarray(w)
+    if np.linalg.norm(w) < 1e-3:
+        w = w + 1e-3
+    f = PlanarFlow(3)
+    f.params["u"][:] = u
+    f.params["w"][:] = w
+    f.params["b"][:] = b
+    uh = f.u_hat()[0]
+    assert uh @ w > -1 - 1e-12                           # Rezende & Mohamed, Appendix A
+    z = np.asarray(zs)[None, :]
+    hp = 1 - np.tanh(z @ w + b) ** 2
+    assert np.all(1 + hp * (uh @ w) > 0)
+    _, logdet = f.forward(z)
+    assert np.all(np.isfinite(logdet))
+
+
+def test_bad_input():
+    f = IAFStep(3, 2, 4)
+    with pytest.raises(ValueError, match="z must have shape"):
+        f.forward(np.zeros((2, 4)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="h .* is required"):
+        f.forward(np.zeros((2, 3)))
+    with pytest.raises(RuntimeError, match="before forward"):
+        PlanarFlow(2).backward(np.zeros((1, 2)), np.zeros(1))
+    with pytest.raises(ValueError, match="same n_latent"):
+        FlowStack([PlanarFlow(2), PlanarFlow(3)])
+    z = np.ones((2, 3))
+    f.forward(z, np.zeros((2, 2)))
+    assert np.all(z == 1)                                # caller's array untouched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    stack = FlowStack([PlanarFlow(3, rng=0, dtype=dtype), IAFStep(3, 2, 5, True, rng=1, dtype=dtype)])
+    z_out, logdet = stack.forward(np.ones((4, 3)), np.ones((4, 2)))
+    gz, gh = stack.backward(np.ones((4, 3), dtype), np.ones(4, dtype))
+    assert {a.dtype for a in (z_out, logdet, gz, gh)} == {np.dtype(dtype)}
+    assert all(v.dtype == dtype for v in list(stack.params.values()) + list(stack.grads.values()))
+    assert FlowStack([]).forward(np.ones((2, 3)))[1].shape == (2,)

@@ -11,7 +11,7 @@ shrinks.
 
 A normalising flow does that cheaply. Draw z₀ ~ q₀(z|x) = N(μ(x), diag σ²(x)) as before, then push
 it through K invertible maps z_k = f_k(z_{k−1}). The change-of-variables formula (Rezende & Mohamed
-2015, eq. 5–6) gives the density of the result exactly:
+2015, §3.1) gives the density of the result exactly:
 
     log q_K(z_K | x) = log q₀(z₀ | x) − Σ_k log |det ∂f_k/∂z_{k−1}|,
 
@@ -93,7 +93,7 @@ class _Flow:
 # ---- planar flow ------------------------------------------------------------------------------
 
 class PlanarFlow(_Flow):
-    r"""Planar flow f(z) = z + û h(wᵀz + b), h = tanh (Rezende & Mohamed 2015, eq. 10).
+    r"""Planar flow f(z) = z + û h(wᵀz + b), h = tanh (Rezende & Mohamed 2015, §4.1, eq. 10).
 
     Parameters ``u``, ``w`` (L,) and ``b`` (1,), global (not amortised).
 
@@ -101,7 +101,8 @@ class PlanarFlow(_Flow):
 
         û = u + (m(wᵀu) − wᵀu) w / ‖w‖²,    m(a) = −1 + softplus(a),
 
-    so that wᵀû = m(wᵀu) > −1 exactly.
+    so that wᵀû = m(wᵀu) > −1 exactly. (‖w‖ = 0 is excluded: the map is then the identity shift
+    z + û tanh(b) but û is undefined; the random initialisation never starts there.)
 
     Log-determinant (their eq. 11–12). With a = wᵀz + b and ψ = h'(a) w, the Jacobian is I + û ψᵀ,
     and by the matrix determinant lemma det = 1 + ûᵀψ = 1 + h'(a) m(wᵀu), which is > 0 since
@@ -195,8 +196,9 @@ def made_masks(n_latent, n_hidden, reverse=False):
 
 
 class IAFStep(_Flow):
-    r"""One inverse autoregressive flow step (Kingma et al. 2016, §4 and Algorithm 2, the
-    numerically stable LSTM-type update), with a one-hidden-layer MADE (Germain et al. 2015).
+    r"""One inverse autoregressive flow step (Kingma et al. 2016, §4 and the pseudo-code of
+    their Algorithm 1, the numerically stable LSTM-type update), with a one-hidden-layer MADE
+    (Germain et al. 2015).
 
     Autoregressive network, context h from the encoder entering the hidden layer unmasked:
         a  = z (W1 ⊙ M1) + h V + b1,        e = ELU(a)
@@ -204,8 +206,8 @@ class IAFStep(_Flow):
     Update:  σ = sigmoid(s),  z_out = σ ⊙ z + (1 − σ) ⊙ m.
     Because m_d and s_d depend only on variables earlier than d in the order (masks, see
     :func:`made_masks`), ∂z_out/∂z is triangular with diagonal σ (lower triangular in the natural
-    order, upper with ``reverse=True``), so logdet = Σ_d log σ_d (Kingma et al. eq. 10–11 with the
-    gated form of Algorithm 2). Alternate ``reverse`` between steps so each variable gets to depend
+    order, upper with ``reverse=True``), so logdet = Σ_d log σ_d (Kingma et al. §4, the "l ← l − Σ log σ"
+    line of Algorithm 1). Alternate ``reverse`` between steps so each variable gets to depend
     on every other one.
 
     Initialisation: ``bs = gate_bias`` (default +2, Kingma et al.'s advice "close to +1 or +2") so
@@ -304,7 +306,7 @@ class IAFStep(_Flow):
 # ---- stacks -----------------------------------------------------------------------------------
 
 class FlowStack(_Flow):
-    """z_K = f_K ∘ … ∘ f_1 (z₀), logdet = Σ_k logdet_k (Rezende & Mohamed 2015, eq. 7).
+    """z_K = f_K ∘ … ∘ f_1 (z₀), logdet = Σ_k logdet_k (Rezende & Mohamed 2015, §3.1).
 
     Backward runs the maps in reverse order; every map receives the same ∂J/∂logdet (the total
     is a sum), and the context gradients of the maps that take h are summed (h feeds each of them).
@@ -373,7 +375,7 @@ class FlowStack(_Flow):
 
 def sample_flow(flow, n, random_state=None, h=None):
     """Draw n points z_K = flow(z₀), z₀ ~ N(0, I), and their log-density
-    log q_K(z_K) = log N(z₀; 0, I) − logdet (Rezende & Mohamed 2015, eq. 6). Returns (z, log_q)."""
+    log q_K(z_K) = log N(z₀; 0, I) − logdet (Rezende & Mohamed 2015, §3.1). Returns (z, log_q)."""
     rng = check_random_state(random_state)
     L = flow.n_latent
     z0 = rng.standard_normal((int(n), L))

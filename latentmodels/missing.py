@@ -238,7 +238,8 @@ def _expected_statistics(Xz, pat: _Patterns, mu, W, psi):
         s += n_mis * psi + np.einsum("dk,dkl,dl->d", theta, Zt, theta)
     entropy = (0.5 * np.sum(pat.counts * (L * (1.0 + _LOG_2PI) - logdet_M))
                + 0.5 * np.sum(n_mis * (1.0 + _LOG_2PI + np.log(psi))))
-    return {"A": A, "B": B, "s": s, "N": N, "entropy": entropy, "trace_Ezz": np.trace(Ezz)}, loglik
+    return {"A": A, "B": B, "s": s, "N": N, "entropy": entropy, "trace_Ezz": np.trace(Ezz),
+            "psi": psi}, loglik
 
 
 def _m_step(st, noise, floor):
@@ -247,6 +248,8 @@ def _m_step(st, noise, floor):
     LA = np.linalg.cholesky(A)
     theta = np.linalg.solve(LA.T, np.linalg.solve(LA, B.T)).T            # B A⁻¹ by Cholesky
     L = A.shape[0] - 1
+    if noise == "fixed":                     # Ψ held (PPCA with a given σ²): W, μ only
+        return theta[:, L].copy(), theta[:, :L].copy(), st["psi"]
     raw = (s - np.sum(theta * B, axis=1)) / N
     if noise == "isotropic":
         raw = np.full_like(raw, raw.mean())
@@ -300,6 +303,8 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
                 decrease_rtol: float = 1e-9) -> MissingFit:
     """Maximum-likelihood FA (``noise="diagonal"``) or PPCA (``"isotropic"``) on X with NaN entries.
 
+    ``noise="fixed"`` keeps Ψ at ``init["psi"]`` and fits μ and W only (PPCA with a given σ²).
+
     EM on the observed entries (Ghahramani & Hinton 1996; Tipping & Bishop 1999 §4.1; see the
     module docstring for every formula and the cost per iteration, O(P(DL² + L³) + N D L +
     N_mis L²) for P missingness patterns). Stops when an iteration raises the mean observed
@@ -313,8 +318,10 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
     """
     from .validation import warn
 
-    if noise not in ("diagonal", "isotropic"):
-        raise ValueError(f"noise must be 'diagonal' or 'isotropic', got {noise!r}")
+    if noise not in ("diagonal", "isotropic", "fixed"):
+        raise ValueError(f"noise must be 'diagonal', 'isotropic' or 'fixed', got {noise!r}")
+    if noise == "fixed" and not isinstance(init, dict):
+        raise ValueError("noise='fixed' needs init=dict(mu=, W=, psi=) holding the fixed psi")
     Xf, observed = check_missing(X, "X", min_samples=2)
     N, D = Xf.shape
     if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \

@@ -262,3 +262,15 @@ def test_max_iter_warns_and_still_ends_on_an_e_step():
         r = fit_missing(_mcar(X, 0.2, seed=19), 2, max_iter=3, tol=1e-15)
     assert any("did not converge" in str(x.message) for x in w)
     assert not r.converged and r.n_iter == 3 and r.history_labels == ["E", "M"] * 3 + ["E"]
+
+
+def test_fixed_noise_reaches_the_closed_form_ppca_with_given_sigma2():
+    rng = np.random.default_rng(20)
+    X = rng.standard_normal((300, 2)) @ rng.standard_normal((2, 5)) * 2 + rng.standard_normal((300, 5))
+    p = PPCA(2, sigma2=0.7).fit(X)
+    init = {"mu": X.mean(axis=0), "W": rng.standard_normal((5, 2)), "psi": np.full(5, 0.7)}
+    r = fit_missing(X, 2, noise="fixed", init=init, tol=1e-13, max_iter=5000)
+    assert np.all(r.psi == 0.7)
+    np.testing.assert_allclose(r.log_likelihood, p.log_likelihood(X), rtol=1e-9)
+    with pytest.raises(ValueError, match="init"):
+        fit_missing(X, 2, noise="fixed")

@@ -80,9 +80,10 @@ def test_offset_1e5_sd_1e_6_exact_where_naive_formula_fails(seed, n, cuts):
     for c in chunks[::-1]:
         rev = sufficient_statistics(c).merge(rev)
     assert _rel(rev.m2, exact_m2) < 1e-12
-    # the textbook one-pass formula on the same data: relative error ~ eps * 1e10 / 1e-12 ≫ 1
+    # the textbook one-pass formula on the same data: its rounding (~eps·1e10 per entry) swamps
+    # M2 ~ n·1e-12, so not one correct digit is left (often exactly 0 or wildly negative)
     naive = X.T @ X - n * np.outer(X.mean(axis=0), X.mean(axis=0))
-    assert _rel(naive, exact_m2) > 1e3
+    assert _rel(naive, exact_m2) > 0.5
 
 
 def test_naive_formula_gives_negative_variances_cgl_does_not():

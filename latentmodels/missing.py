@@ -300,10 +300,11 @@ def _initial(Xz, observed, L, noise, init, rng):
 
 def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int = 10000,
                 tol: float = 1e-8, min_psi: float = 1e-6, init="ppca", random_state=None,
-                decrease_rtol: float = 1e-9) -> MissingFit:
+                fixed_psi=None, decrease_rtol: float = 1e-9) -> MissingFit:
     """Maximum-likelihood FA (``noise="diagonal"``) or PPCA (``"isotropic"``) on X with NaN entries.
 
-    ``noise="fixed"`` keeps Ψ at ``init["psi"]`` and fits μ and W only (PPCA with a given σ²).
+    ``noise="fixed"`` keeps Ψ at ``fixed_psi`` (a scalar σ² or (D,)) and fits μ and W only (PPCA
+    with a given σ²).
 
     EM on the observed entries (Ghahramani & Hinton 1996; Tipping & Bishop 1999 §4.1; see the
     module docstring for every formula and the cost per iteration, O(P(DL² + L³) + N D L +
@@ -320,8 +321,6 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
 
     if noise not in ("diagonal", "isotropic", "fixed"):
         raise ValueError(f"noise must be 'diagonal', 'isotropic' or 'fixed', got {noise!r}")
-    if noise == "fixed" and not isinstance(init, dict):
-        raise ValueError("noise='fixed' needs init=dict(mu=, W=, psi=) holding the fixed psi")
     Xf, observed = check_missing(X, "X", min_samples=2)
     N, D = Xf.shape
     if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) \
@@ -347,6 +346,12 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
     if isinstance(init, dict):
         init = dict(init, mu=np.asarray(init["mu"], dtype=np.float64) - centre)
     mu, W, psi = _initial(Xz, observed, L, noise, init, rng)
+    if noise == "fixed":
+        if fixed_psi is None:
+            raise ValueError("noise='fixed' needs fixed_psi (the noise variance to keep)")
+        psi = np.broadcast_to(np.asarray(fixed_psi, dtype=np.float64), (D,)).copy()
+        if not np.all(psi > 0):
+            raise ValueError(f"fixed_psi must be positive, got {fixed_psi!r}")
     pat = _Patterns(observed)
 
     history, labels = [], []

@@ -268,9 +268,9 @@ def test_fixed_noise_reaches_the_closed_form_ppca_with_given_sigma2():
     rng = np.random.default_rng(20)
     X = rng.standard_normal((300, 2)) @ rng.standard_normal((2, 5)) * 2 + rng.standard_normal((300, 5))
     p = PPCA(2, sigma2=0.7).fit(X)
-    init = {"mu": X.mean(axis=0), "W": rng.standard_normal((5, 2)), "psi": np.full(5, 0.7)}
-    r = fit_missing(X, 2, noise="fixed", init=init, tol=1e-13, max_iter=5000)
+    r = fit_missing(X, 2, noise="fixed", fixed_psi=0.7, init="random", random_state=1, tol=1e-13,
+                    max_iter=5000)
     assert np.all(r.psi == 0.7)
     np.testing.assert_allclose(r.log_likelihood, p.log_likelihood(X), rtol=1e-9)
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(ValueError, match="fixed_psi"):
         fit_missing(X, 2, noise="fixed")

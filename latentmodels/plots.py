@@ -15,37 +15,131 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 __all__ = [
-    "em_elbo", "ppca_sigma_limit", "mean_field_contours", "vbpca_ard", "vae_latent_space",
+    "em_elbo", "em_bound_theta", "fa_generative", "ppca_sigma_limit", "mean_field_contours",
+    "vbpca_ard", "vae_latent_space",
     "vae_reconstructions", "gradient_variance", "chain_bars", "make_all",
 ]
 
 
-def em_elbo(history, title="EM on factor analysis: the ELBO after every half-step"):
-    """EM's ELBO after each E- and M-step, with log p(x | θ) above it.
+def em_elbo(history, steps=None, title="EM on factor analysis: the ELBO after every half-step"):
+    """EM's ELBO after each E- and M-step, with log p(x | θ) above it, and the gap on a log scale.
 
-    ``history`` alternates E, M, E, M, …; after an E-step the bound is tight, so log p(x | θ_t)
-    is the value after the E-step that follows θ_t. The shaded gap after each M-step is
-    KL(q_old ‖ p(z | x, θ_new)), which the next E-step closes.
+    ``history`` holds L after every step; ``steps`` their labels ("E", "M"; other labels, e.g. an
+    acceleration jump, are drawn but not shaded). Without ``steps`` the history is read as
+    alternating E, M, E, … . After an E-step the bound is tight (Bishop PRML eq. 9.70 with
+    KL = 0), so log p(x | θ) after an M-step is the value of the next E-step; the shaded gap
+    between them is KL(q_old ‖ p(z | x, θ_new)), which the next E-step closes. The inset shows that
+    gap per iteration on a log axis, where its geometric decay stays visible.
     """
-    h = np.asarray(history)
-    n_iter = (len(h) - 1) // 2
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    h = np.asarray(history, dtype=float)
+    steps = ["E" if k % 2 == 0 else "M" for k in range(len(h))] if steps is None else list(steps)
+    if len(steps) != len(h):
+        raise ValueError(f"steps has {len(steps)} labels for {len(h)} history values")
+    fig = Figure(figsize=(7.5, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    steps = np.arange(len(h))
-    # log p(x | θ) during half-step k: θ after the M-step at or before k, i.e. the next E value
+    x = np.arange(len(h))
+    # log p(x | θ) during step k: the value at the next E-step (tight there)
     logp = np.empty(len(h))
-    for k in range(len(h)):
-        e_idx = k if k % 2 == 0 else k + 1
-        logp[k] = h[min(e_idx, len(h) - 1)]
-    ax.step(steps, logp, where="post", color="C3", lw=1.5, label="log p(x | θ)  (exact)")
-    ax.plot(steps, h, "o-", color="C0", ms=3.5, lw=1, label="ELBO L(q, θ)")
-    for k in range(1, len(h) - 1, 2):
-        ax.fill_between([k, k + 1], [h[k], h[k + 1]], [logp[k], logp[k + 1]], color="C3",
-                        alpha=0.15, lw=0)
-    ax.set_xlabel("half-step (E-steps at even numbers, M-steps at odd)")
+    nxt = h[-1]
+    for k in range(len(h) - 1, -1, -1):
+        if steps[k] == "E":
+            nxt = h[k]
+        logp[k] = nxt
+    ax.step(x, logp, where="post", color="C3", lw=1.5, label="log p(x | θ)  (exact)")
+    ax.plot(x, h, "o-", color="C0", ms=3.5, lw=1, label="ELBO L(q, θ)")
+    gaps = []
+    for k in range(len(h) - 1):
+        if steps[k] == "M" and steps[k + 1] == "E":
+            ax.fill_between([k, k + 1], [h[k], h[k + 1]], [logp[k], logp[k + 1]], color="C3",
+                            alpha=0.15, lw=0)
+            gaps.append(h[k + 1] - h[k])
+    ax.set_xlabel("step (E and M alternate)")
     ax.set_ylabel("mean nats per sample")
     ax.set_title(title)
-    ax.legend(loc="lower right", title=f"{n_iter} EM iterations; shaded: gap = KL(q ‖ posterior)")
+    n_iter = sum(s == "M" for s in steps)
+    ax.legend(loc="lower right", fontsize=8,
+              title=f"{n_iter} EM iterations; shaded: gap = KL(q ‖ posterior)", title_fontsize=8)
+    gaps = np.asarray(gaps)
+    if gaps.size and np.all(gaps > 0):
+        ins = ax.inset_axes([0.42, 0.42, 0.33, 0.3])
+        ins.semilogy(np.arange(1, gaps.size + 1), gaps, "o-", color="C3", ms=2.5, lw=1)
+        ins.set_title("gap after each M-step (log scale)", fontsize=7)
+        ins.set_xlabel("iteration", fontsize=7)
+        ins.tick_params(labelsize=6)
+    return fig
+
+
+def fa_generative(W, mu, psi, n_samples=300, random_state=0):
+    """Factor analysis's generative process in 2-D with one factor (Bishop PRML Fig. 12.9's idea).
+
+    z ~ N(0, 1) picks a point μ + W z on the line spanned by W (the *shared*, low-rank part); each
+    feature then gets its own independent noise of variance ψ_d (the *unique* part, an axis-aligned
+    ellipse around that point). The marginal of x is N(μ, W Wᵀ + Ψ), whose 2σ contour is drawn.
+    Returns the figure; the drawn samples are in ``fig.samples`` for checks.
+    """
+    W = np.asarray(W, float).reshape(2, 1)
+    mu, psi = np.asarray(mu, float), np.asarray(psi, float)
+    rng = np.random.default_rng(random_state)
+    z = rng.standard_normal(n_samples)
+    centres = mu + z[:, None] * W[:, 0]
+    x = centres + rng.standard_normal((n_samples, 2)) * np.sqrt(psi)
+    C = W @ W.T + np.diag(psi)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    t = np.linspace(-3, 3, 2)
+    for ax in axes:
+        ax.plot(mu[0] + t * W[0, 0], mu[1] + t * W[1, 0], color="C0", lw=1.5,
+                label="μ + W z  (shared part)")
+    axes[0].scatter(centres[:, 0], centres[:, 1], s=6, color="C0")
+    axes[0].set_title("1. z ~ N(0, 1): a point μ + Wz on the line")
+    for k in range(0, n_samples, max(1, n_samples // 12)):
+        _ellipse(axes[1], centres[k], np.diag(psi), color="C2", lw=0.8)
+    axes[1].scatter(centres[::max(1, n_samples // 12), 0], centres[::max(1, n_samples // 12), 1],
+                    s=10, color="C0")
+    axes[1].plot([], [], color="C2", label="Ψ: unique noise, 1σ and 2σ")
+    axes[1].set_title("2. each feature adds its own noise ψ_d")
+    axes[2].scatter(x[:, 0], x[:, 1], s=5, color="C7", label="x = μ + Wz + ε")
+    _ellipse(axes[2], mu, C, color="C3", lw=1.5)
+    axes[2].plot([], [], color="C3", label="marginal N(μ, WWᵀ + Ψ)")
+    axes[2].set_title("3. the marginal: low rank + diagonal")
+    r = 3.2 * np.sqrt(C.diagonal().max())
+    for ax in axes:
+        ax.set_xlim(mu[0] - r, mu[0] + r)
+        ax.set_ylim(mu[1] - r, mu[1] + r)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x₁")
+        ax.set_ylabel("x₂")
+        ax.legend(loc="lower right", fontsize=7)
+    fig.samples = x
+    return fig
+
+
+def em_bound_theta(t, log_lik, bound, t_new=1.0):
+    """Bishop PRML Fig. 9.14: log p(x | θ) and the bound L(q_old, θ) along a path in θ-space.
+
+    ``t`` parametrises θ(t) = θ_old + t (θ_new − θ_old); ``log_lik`` and ``bound`` are the two
+    curves on that grid. The bound touches log p at θ_old (t = 0), where q_old is the exact
+    posterior, and the M-step moves to its maximum (t = ``t_new``).
+    """
+    t, log_lik, bound = (np.asarray(a, float) for a in (t, log_lik, bound))
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(t, log_lik, color="C3", lw=2, label="log p(x | θ)")
+    ax.plot(t, bound, color="C0", lw=2, label="L(q_old, θ), q_old = p(z | x, θ_old)")
+    ax.fill_between(t, bound, log_lik, color="C3", alpha=0.12, lw=0,
+                    label="KL(q_old ‖ p(z | x, θ))")
+    i0 = int(np.argmin(np.abs(t)))
+    ax.plot([0], [log_lik[i0]], "ko", ms=5)
+    ax.annotate("θ_old: the bound touches", (0, log_lik[i0]), textcoords="offset points",
+                xytext=(8, -16), fontsize=8)
+    i1 = int(np.argmin(np.abs(t - t_new)))
+    ax.axvline(t_new, color="gray", ls=":", lw=1)
+    ax.annotate("θ_new = argmax_θ L(q_old, θ)", (t_new, bound[i1]), textcoords="offset points",
+                xytext=(6, -18), fontsize=8)
+    ax.set_xlabel("t along θ(t) = θ_old + t (θ_new − θ_old)")
+    ax.set_ylabel("mean nats per sample")
+    ax.set_title("The EM bound in θ-space (Bishop Fig. 9.14)")
+    ax.legend(loc="lower center", fontsize=8)
     return fig
 
 
@@ -113,27 +207,52 @@ def mean_field_contours(mean=(0.0, 0.0), precision=((1.0, -0.9), (-0.9, 1.0))):
         ax.plot([], [], color="C0", label="p(z): 1σ and 2σ contours")
         ax.plot([], [], color="C3", ls="--", label="q(z) = q(z₁) q(z₂)")
         ax.legend(loc="upper left", fontsize=8)
+    rho = m.cov_[0, 1] / np.sqrt(m.cov_[0, 0] * m.cov_[1, 1]) if len(m.cov_) == 2 else None
+    if rho is not None:
+        fig.suptitle("The two KLs are equal for every 2-D Gaussian: both are −½ log(1 − ρ²) "
+                     f"= {-0.5 * np.log(1 - rho ** 2):.3f} nats (ρ = {rho:.2f}); "
+                     "in 3 or more dimensions they differ", fontsize=9)
     return fig
 
 
 def vbpca_ard(model, true_dim=None):
-    """VB-PCA's posterior-mean ARD precisions ⟨α_i⟩ and column norms ‖⟨w_i⟩‖²."""
+    """VB-PCA's posterior-mean ARD precisions ⟨α_i⟩ and column norms ‖⟨w_i⟩‖², on log axes.
+
+    A switched-off column has ⟨w_i⟩ = 0 exactly (or below 1e-12 of the largest norm), which a log
+    axis cannot show as a bar: those are drawn as markers on the axis floor, labelled "0", so that
+    every component the model was given appears in the figure.
+    """
     order = np.argsort(model.alpha_)
-    alpha = model.alpha_[order]
-    norms = np.sum(model.W_ ** 2, axis=0)[order]
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    alpha = np.asarray(model.alpha_)[order]
+    norms = np.sum(np.asarray(model.W_) ** 2, axis=0)[order]
+    fig = Figure(figsize=(8.5, 4), layout="constrained")
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     idx = np.arange(1, len(alpha) + 1)
     on = norms > 1e-3 * norms.max()
-    ax1.bar(idx, alpha, color=np.where(on, "C0", "C7"))
+    colors = np.where(on, "C0", "C7")
+    a_floor = 10 ** np.floor(np.log10(alpha.min()) - 0.5)
+    ax1.bar(idx, alpha - a_floor, bottom=a_floor, color=colors)
     ax1.set_yscale("log")
+    ax1.set_ylim(a_floor, alpha.max() * 3)
+    ax1.set_xticks(idx)
     ax1.set_xlabel("component (sorted by ⟨α⟩)")
     ax1.set_ylabel("ARD precision ⟨α_i⟩")
-    ax1.set_title("ARD precisions")
-    ax2.bar(idx, norms, color=np.where(on, "C0", "C7"))
+    ax1.set_title("ARD precisions (grey: switched off)")
+    positive = norms > 1e-12 * norms.max()
+    n_floor = 10 ** np.floor(np.log10(norms[positive].min()) - 1.0)
+    ax2.bar(idx[positive], norms[positive] - n_floor, bottom=n_floor, color=colors[positive])
+    ax2.plot(idx[~positive], np.full((~positive).sum(), n_floor), "v", color="C7", ms=9,
+             clip_on=False, label="‖⟨w_i⟩‖² = 0: switched off")
+    for i in idx[~positive]:
+        ax2.annotate("0", (i, n_floor), textcoords="offset points", xytext=(0, 8), ha="center",
+                     fontsize=8, color="C7")
     ax2.set_yscale("log")
+    ax2.set_ylim(n_floor, norms.max() * 3)
+    ax2.set_xticks(idx)
     ax2.set_xlabel("component (sorted by ⟨α⟩)")
     ax2.set_ylabel("‖⟨w_i⟩‖²  (data units²)")
+    if (~positive).any():
+        ax2.legend(loc="upper right", fontsize=8)
     truth = "" if true_dim is None else f" (true dimension {true_dim})"
     ax2.set_title(f"{model.n_effective_} of {len(alpha)} components on{truth}")
     return fig
@@ -182,8 +301,10 @@ def vae_reconstructions(vae, X, n_rows=6, n_samples=4, random_state=0):
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize=8)
-    fig.suptitle("Reconstructions are decoder means (pixel probabilities): averages over the "
-                 "codes that could explain x — hence blur", fontsize=9)
+    fig.suptitle("Columns 2+ are decoder means E[x | z] (pixel probabilities) at the mean code and at "
+                 "codes drawn from q(z | x) — not samples of x.\nA decoder mean at one code averages "
+                 "over the images whose posteriors overlap there (Zhao et al. 2017): hence blur",
+                 fontsize=8)
     return fig
 
 
@@ -218,19 +339,43 @@ def gradient_variance(ks=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0), n_samples=100_000, ra
 
 
 def chain_bars(result):
-    """The chain's table as bars: test ELBO and test log p(x) per model (nats per sample)."""
+    """The chain's table: test log p(x) and test ELBO per model, and the gap between them.
+
+    Left, the two values on an axis that starts near the smallest value (not at zero: the models
+    differ by a few nats out of tens); right, the gap log p(x) − ELBO on its own axis, where gaps of
+    a fraction of a nat stay readable. Legends sit outside the bars.
+    """
     rows = result.rows
-    fig = Figure(figsize=(10, 4.8), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(11, 0.45 * len(rows) + 2.2), layout="constrained")
+    gs_ = fig.add_gridspec(1, 2, width_ratios=(2.2, 1))
+    ax, axg = fig.add_subplot(gs_[0]), fig.add_subplot(gs_[1])
     y = np.arange(len(rows))
-    ax.barh(y + 0.2, [r.test_log_lik for r in rows], 0.4, color="C3",
-            label="test log p(x) (exact, IWAE or plug-in)")
-    ax.barh(y - 0.2, [r.test_elbo for r in rows], 0.4, color="C0", label="test ELBO")
+    ll = np.array([r.test_log_lik for r in rows], float)
+    el = np.array([r.test_elbo for r in rows], float)
+    lo, hi = np.nanmin(np.r_[ll, el]), np.nanmax(np.r_[ll, el])
+    pad = 0.08 * (hi - lo if hi > lo else 1.0)
+    left = lo - pad
+    ax.barh(y - 0.2, ll - left, 0.4, left=left, color="C3", label="test log p(x) (exact, IWAE or plug-in)")
+    ax.barh(y + 0.2, el - left, 0.4, left=left, color="C0", label="test ELBO")
+    for yi, v in zip(y, ll):
+        ax.annotate(f"{v:.1f}", (v, yi - 0.2), textcoords="offset points", xytext=(3, -3), fontsize=7)
+    ax.set_xlim(left, hi + 3 * pad)
     ax.set_yticks(y, [r.name for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("mean nats per sample (higher is better)")
+    ax.set_xlabel(f"mean nats per sample (higher is better; axis starts at {left:.1f}, not 0)")
     ax.set_title(f"The chain on {result.data}; L = {result.n_components}")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2, fontsize=8, frameon=False)
+    gap = ll - el
+    axg.barh(y, gap, 0.5, color=np.where(gap >= 0, "C2", "C1"))
+    axg.axvline(0, color="k", lw=0.8)
+    for yi, g in zip(y, gap):
+        axg.annotate(f"{g:.2g}", (max(g, 0), yi), textcoords="offset points", xytext=(3, -3), fontsize=7)
+    axg.set_yticks(y, [""] * len(rows))
+    axg.invert_yaxis()
+    gmax = np.nanmax(np.abs(gap)) if np.isfinite(gap).any() else 1.0
+    axg.set_xlim(min(0.0, np.nanmin(gap)) - 0.05 * gmax, 1.25 * gmax)
+    axg.set_xlabel("gap = log p(x) − ELBO (nats)")
+    axg.set_title("what the approximate q costs")
     return fig
 
 
@@ -257,7 +402,7 @@ def make_all(out="figures", *, quick=False, progress=None) -> list:
         warnings.simplefilter("ignore")
         fa = FactorAnalysis(2, accelerate=False, polish=False, init="random", max_iter=12,
                             random_state=3).fit(X)
-    save(em_elbo(fa.history_), "em_elbo.png")
+    save(em_elbo(fa.history_, getattr(fa, "history_steps_", None)), "em_elbo.png")
     say("PPCA as sigma^2 -> 0 ...")
     Xp, _ = make_ppca_data(400, 10, 2, sigma2=0.5, random_state=0)
     save(ppca_sigma_limit(Xp, 2), "ppca_sigma_limit.png")

@@ -18,8 +18,12 @@ __all__ = [
     "Estimator",
     "NotFittedError",
     "check_array",
+    "check_choice",
     "check_covariance",
+    "check_dtype",
     "check_fitted",
+    "check_int",
+    "check_magnitude",
     "check_n_components",
     "check_n_features",
     "check_positive",
@@ -61,7 +65,14 @@ def check_array(
     """
     if X is None:
         raise TypeError(f"{name} must be an array of numbers, got None")
-    arr = np.asarray(X)
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a {type(X).__name__}")
+    try:
+        arr = np.asarray(X)
+    except ValueError as e:   # ragged nested lists: rows of different lengths
+        raise ValueError(
+            f"{name} must be a rectangular array; its rows have different lengths ({e})"
+        ) from None
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
@@ -119,13 +130,67 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def check_int(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= ``minimum``, or raise."""
+def check_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int in [``minimum``, ``maximum``], or raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def check_choice(value, name: str, allowed) -> str:
+    """Return ``value`` if it is one of ``allowed`` (compared by equality), or raise ValueError."""
+    allowed = tuple(allowed)
+    try:
+        ok = value in allowed
+    except TypeError:
+        ok = False
+    if not ok or isinstance(value, bool):
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_dtype(dtype, name: str = "dtype", allowed=(np.float32, np.float64)) -> np.dtype:
+    """Return ``np.dtype(dtype)`` if it is one of the ``allowed`` floating types, or raise."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    allowed = tuple(np.dtype(a) for a in allowed)
+    if dt is None or dt not in allowed:
+        names = ", ".join(a.name for a in allowed)
+        raise TypeError(f"{name} must be one of {names}, got {dtype!r}")
+    return dt
+
+
+def check_magnitude(X: np.ndarray, name: str = "X", *, dtype=np.float64) -> np.ndarray:
+    """Raise ``ValueError`` if sums of squares of ``X`` would overflow (or its non-zeros underflow) ``dtype``.
+
+    Second moments Σ x² over N rows overflow once max|x| exceeds sqrt(max_float / N); a cast to a
+    narrower dtype silently turns entries below its smallest normal number into 0 (or subnormals).
+    Both are failures of units, not of the model: the message says to rescale. Returns ``X``.
+    """
+    info = np.finfo(dtype)
+    if X.size == 0:
+        return X
+    big = float(np.max(np.abs(X)))
+    limit = float(np.sqrt(info.max / max(X.size, 1)))
+    if big > limit:
+        raise ValueError(
+            f"{name} has entries up to {big:.3g}, whose squares overflow {np.dtype(dtype).name} "
+            f"(limit about {limit:.3g} for {X.shape[0]} rows); rescale {name}, e.g. divide by its "
+            "standard deviation"
+        )
+    nonzero = np.abs(X[X != 0])
+    if nonzero.size and float(np.max(nonzero)) < info.tiny:
+        raise ValueError(
+            f"{name} has no entry larger than {float(np.max(nonzero)):.3g} in magnitude, below the "
+            f"smallest normal {np.dtype(dtype).name} ({info.tiny:.3g}); rescale {name}"
+        )
+    return X
 
 
 def check_random_state(random_state) -> np.random.Generator:

@@ -90,7 +90,7 @@ def test_hyperparameters_are_checked(X):
     with pytest.raises(ValueError, match="method"):
         PPCA(1, method="svd").fit(X)
     with pytest.raises(ValueError, match="sigma2"):
-        PPCA(1, sigma2=0.0).fit(X)
+        PPCA(1, sigma2=-1.0).fit(X)
     with pytest.raises(ValueError, match="constant feature"):
         FactorAnalysis(1).fit(np.hstack([X, np.ones((40, 1))]))
 

@@ -112,7 +112,10 @@ def has_missing(X) -> bool:
         arr = np.asarray(X)
     except (ValueError, TypeError):
         return False
-    return arr.ndim == 2 and arr.dtype.kind == "f" and bool(np.isnan(arr).any())
+    if arr.ndim != 2 or arr.dtype.kind != "f":
+        return False
+    step = max(1, 2 ** 20 // max(1, arr.shape[1]))          # row blocks: no N×D temporary
+    return any(np.isnan(arr[i:i + step]).any() for i in range(0, arr.shape[0], step))
 
 
 def check_missing(X, name: str = "X", *, min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -198,8 +198,12 @@ def _check_dtype(dtype, name: str) -> None:
         raise TypeError(f"{name} must hold real numbers, got complex dtype {dtype}")
 
 
-def _block_statistics(block, name: str = "X", row0=None) -> SufficientStatistics:
-    """Validated record of one 2-D block; ``row0`` (its first row's index) makes errors precise."""
+def _block_statistics(block, name: str = "X", row0=None, work=None) -> SufficientStatistics:
+    """Validated record of one 2-D block; ``row0`` (its first row's index) makes errors precise.
+
+    ``work``, if given, is a float64 buffer of at least the block's size reused for the centred
+    copy (streaming many blocks then allocates, and page-faults, that memory only once).
+    """
     B = np.asarray(block)
     _check_dtype(B.dtype, name)
     if B.ndim != 2:
@@ -224,7 +228,10 @@ def _block_statistics(block, name: str = "X", row0=None) -> SufficientStatistics
             "statistics need finite data. Missing values (NaN) are handled by the models' "
             "missing-value EM on an in-memory array (latentmodels.missing.fit_missing)"
         )
-    Xc = B - mean
+    if work is not None and work.shape[1] == B.shape[1] and work.shape[0] >= n:
+        Xc = np.subtract(B, mean, out=work[:n])
+    else:
+        Xc = B - mean
     d = Xc.mean(axis=0)
     m2 = Xc.T @ Xc
     m2 -= n * np.outer(d, d)
@@ -370,11 +377,12 @@ def _array_statistics(X, name: str, block_bytes: int) -> SufficientStatistics:
     step = _rows_per_block(D, block_bytes)
     release = _shared_memmap(X)
     reducer = _PairwiseReducer()
+    work = np.empty((min(step, n), D)) if n > step else None
     for start in range(0, max(n, 1), step):
         block = X[start:start + step]
         # np.asarray of a memmap slice is a view: the block is read (page faults) by the
         # arithmetic inside _block_statistics, then its pages are released.
-        reducer.push(_block_statistics(np.asarray(block), name, row0=start))
+        reducer.push(_block_statistics(np.asarray(block), name, row0=start, work=work))
         if release:
             _release(block)
     return reducer.result()

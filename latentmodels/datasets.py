@@ -10,7 +10,7 @@ import numpy as np
 
 from .validation import check_array, check_int, check_positive, check_random_state
 
-__all__ = ["make_fa_data", "make_ppca_data", "load_digits", "load_idx", "dequantize"]
+__all__ = ["make_fa_data", "make_ppca_data", "load_digits", "load_idx", "dequantize", "binarize"]
 
 
 def make_fa_data(n_samples: int = 500, n_features: int = 10, n_components: int = 3, *,
@@ -72,6 +72,25 @@ def dequantize(X, *, scale: float = 1.0, random_state=None) -> np.ndarray:
     scale = check_positive(scale, "scale")
     rng = check_random_state(random_state)
     return (X + rng.uniform(0.0, 1.0, X.shape)) / scale
+
+
+def binarize(X, random_state=None) -> np.ndarray:
+    """Stochastic binarisation: x_bin ~ Bernoulli(x) independently per entry, x ∈ [0, 1].
+
+    The protocol of the binarised-MNIST benchmarks (Salakhutdinov & Murray 2008; Burda et al. 2016,
+    §5): each grey level is read as the probability that the pixel is on, so that a Bernoulli
+    likelihood is normalised on the result. Returns a new float64 array of zeros and ones;
+    ``X`` is not modified. Values outside [0, 1] raise ``ValueError`` (rescale first, e.g.
+    ``X / 16`` for the digits).
+    """
+    X = check_array(X, "X")
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"X must hold probabilities in [0, 1] to binarize, got values in [{lo:.4g}, {hi:.4g}]; "
+            "rescale it first (e.g. X / 16 for the digits, X / 255 for 8-bit images)")
+    rng = check_random_state(random_state)
+    return (rng.uniform(size=X.shape) < X).astype(np.float64)
 
 
 _IDX_TYPES = {

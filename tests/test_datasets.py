@@ -59,3 +59,26 @@ def test_load_idx_rejects_bad_files(tmp_path):
     p.write_bytes(bytes([0, 0, 8, 1]) + np.array([5], dtype=">u4").tobytes() + b"abc")
     with pytest.raises(ValueError, match="promises"):
         load_idx(p)
+
+
+def test_binarize_is_bernoulli_of_the_intensity_and_copies():
+    from latentmodels.datasets import binarize
+
+    p = np.array([[0.0, 0.25, 0.5, 1.0]])
+    X = np.repeat(p, 20000, axis=0)
+    X0 = X.copy()
+    B = binarize(X, random_state=0)
+    np.testing.assert_array_equal(X, X0)
+    assert set(np.unique(B)) <= {0.0, 1.0}
+    # the frequency of ones is p within 5 binomial standard errors (exactly 0 or 1 at the ends)
+    se = np.sqrt(p * (1 - p) / len(X))
+    assert np.all(np.abs(B.mean(0) - p[0]) <= 5 * se[0])
+    np.testing.assert_array_equal(B, binarize(X, random_state=0))
+
+
+@pytest.mark.parametrize("bad", [np.array([[0.5, 1.5]]), np.array([[-0.1, 0.2]]), load_digits()[0][:3]])
+def test_binarize_refuses_values_outside_the_unit_interval(bad):
+    from latentmodels.datasets import binarize
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        binarize(bad)

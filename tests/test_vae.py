@@ -5,26 +5,44 @@ import pytest
 from scipy import linalg
 
 from latentmodels import PPCA, FactorAnalysis, load_digits, make_fa_data, make_ppca_data
+from latentmodels.datasets import binarize
 from latentmodels.nn import gradient_check
 from latentmodels.vae import VAE
 
+# every likelihood × estimator × network depth; the Gaussian also × its three variances × S
 COMBOS = [
     (lik, dv, est, S, hidden, act)
     for lik, dv, est, S, (hidden, act) in itertools.product(
-        ["bernoulli", "gaussian"], ["shared", "per_feature", "output"], ["A", "B"], [1, 3],
-        [((), "relu"), ((6,), "tanh"), ((5, 4), "softplus")])
-    if not (lik == "bernoulli" and dv != "shared")
+        ["bernoulli", "gaussian", "categorical", "continuous_bernoulli"],
+        ["shared", "per_feature", "output"], ["A", "B"], [1, 3],
+        [((), "relu"), ((5, 4), "softplus")])
+    if lik == "gaussian" or (dv == "shared" and S == 3)
 ]
+
+
+def _data_for(lik, rng, N=6, D=5):
+    """Data on each likelihood's support: binary, real, integer levels 0..3, or in [0, 1]."""
+    if lik == "bernoulli":
+        return (rng.uniform(size=(N, D)) < 0.5).astype(float)
+    if lik == "categorical":
+        return rng.integers(0, 4, size=(N, D)).astype(float)
+    return rng.uniform(size=(N, D))
+
+
+def _perturbed(v, rng):
+    for p in v.params.values():
+        p += 0.1 * rng.standard_normal(p.shape)
+    return v
 
 
 @pytest.mark.parametrize("lik,dv,est,S,hidden,act", COMBOS)
 def test_gradient_check_float64(lik, dv, est, S, hidden, act):
     rng = np.random.default_rng(0)
-    X = rng.uniform(size=(6, 5))
+    X = _data_for(lik, rng)
     v = VAE(3, hidden=hidden, activation=act, likelihood=lik, decoder_variance=dv, estimator=est,
-            dtype=np.float64, random_state=1).initialize(5, X)
-    for p in v.params.values():
-        p += 0.1 * rng.standard_normal(p.shape)
+            n_levels=4 if lik == "categorical" else None, dtype=np.float64,
+            random_state=1).initialize(5, X)
+    _perturbed(v, rng)
     eps = rng.standard_normal((S, 6, 3))
     errs = gradient_check(lambda: v.elbo_and_grad(X, eps), v.params, max_entries=None)
     assert max(errs.values()) < 1e-6, errs
@@ -106,9 +124,17 @@ def test_score_function_gradient_is_unbiased_but_far_noisier():
     r, s = np.array(flat["reparam"]), np.array(flat["score"])
     se = np.sqrt(r.var(0) / n + s.var(0) / n)
     assert np.mean(np.abs(r.mean(0) - s.mean(0)) < 5 * se) > 0.95
+    # total variance T = E‖g − E g‖², estimated by the mean of the n squared deviations; its
+    # standard error is their standard deviation over √n. The score-function total variance must
+    # exceed the pathwise one by more than 5 standard errors of the difference (a Monte Carlo
+    # margin, not a ratio picked from the output); grad_variance must agree with these draws.
+    dev_r = np.sum((r - r.mean(0)) ** 2, axis=1)
+    dev_s = np.sum((s - s.mean(0)) ** 2, axis=1)
+    t_r, t_s = dev_r.mean(), dev_s.mean()
+    se_diff = np.hypot(dev_r.std(ddof=1), dev_s.std(ddof=1)) / np.sqrt(n)
+    assert t_s - t_r > 5 * se_diff, (t_s, t_r, se_diff)
     var_r = sum(a.sum() for a in v.grad_variance(X, "reparam", 200, random_state=0).values())
-    var_s = sum(a.sum() for a in v.grad_variance(X, "score", 200, random_state=0).values())
-    assert var_s > 20 * var_r
+    assert abs(var_r - t_r) < 5 * dev_r.std(ddof=1) / np.sqrt(200)
 
 
 def test_kl_weight_scales_only_the_kl():
@@ -151,7 +177,7 @@ def _estimates(f, n=20):
 @pytest.fixture(scope="module")
 def digits_vae():
     X, _ = load_digits()
-    X = X / 16.0
+    X = binarize(X / 16.0, random_state=0)
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(X))
     Xtr, Xte = X[idx[:1400]], X[idx[1400:]]
@@ -239,7 +265,7 @@ def test_log_variances_are_clamped_so_nothing_overflows():
 
 
 def test_bad_inputs():
-    X = np.random.default_rng(0).uniform(size=(10, 4))
+    X = (np.random.default_rng(0).uniform(size=(10, 4)) < 0.5).astype(float)
     with pytest.raises(ValueError, match="likelihood"):
         VAE(2, likelihood="poisson").fit(X, 1)
     with pytest.raises(ValueError, match="schedule"):
@@ -272,3 +298,196 @@ def test_elbo_accepts_any_gaussian_q():
     assert v.elbo(X, q=prior, n_samples=400, random_state=0).total < default.total
     with pytest.raises(ValueError, match="q has means"):
         v.elbo(X[:5], q=q)
+
+
+# ---- the refactor: KL weight, histories, standard errors, estimator protocol ----------------------
+
+def test_training_step_uses_beta_and_history_reports_weight_one():
+    """One SGD epoch on one batch with kl_weight=β: the step is lr·∇(ELBO with KL·β), while
+    history_ holds the same draw's ELBO at weight 1 and kl_history_ the analytic mean KL."""
+    X, _ = make_ppca_data(16, 4, 2, random_state=4)
+    kw = dict(hidden=(5,), likelihood="gaussian", optimizer="sgd", learning_rate=0.05,
+              kl_weight=0.3, batch_size=16, dtype=np.float64, random_state=3)
+    a = VAE(2, **kw).fit(X, 1)
+    b = VAE(2, **kw).initialize(4, X)
+    rng = b._rng
+    order = rng.permutation(16)
+    eps = rng.standard_normal((1, 16, 2))
+    kl = b.elbo(X).kl_latent                          # analytic, no sampling
+    elbo1, _ = b.elbo_and_grad(X[order], eps, kl_weight=1.0)
+    elbo_b, g = b.elbo_and_grad(X[order], eps)       # the model's β = 0.3
+    assert np.isclose(elbo_b - elbo1, 0.7 * kl, rtol=1e-10)
+    assert np.isclose(a.history_[0], elbo1, rtol=1e-12)
+    assert np.isclose(a.kl_history_[0], kl, rtol=1e-12)
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k] + 0.05 * g[k], rtol=1e-12, atol=1e-14)
+
+
+def test_kl_warmup_reaches_beta_linearly():
+    from latentmodels.training import kl_weight_at
+
+    assert [kl_weight_at(t, 0.5, 4) for t in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
+    assert kl_weight_at(0, 2.0, 0) == 2.0
+
+
+def test_elbo_and_grad_returns_arrays_the_caller_owns():
+    v, X = _trained_small_vae()
+    eps = np.random.default_rng(0).standard_normal((len(X), 2))
+    _, g1 = v.elbo_and_grad(X, eps)
+    keep = {k: a.copy() for k, a in g1.items()}
+    v.elbo_and_grad(X, -eps)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], keep[k])
+        assert not np.shares_memory(g1[k], v.grads[k])
+    before = v.params["enc_mu.W"].copy()
+    g1["enc_mu.W"][...] = 1e9
+    np.testing.assert_array_equal(v.params["enc_mu.W"], before)
+
+
+def test_log_likelihood_with_se_matches_the_exact_marginal_of_a_linear_vae():
+    """A linear-Gaussian decoder has the exact marginal N(b, W Wᵀ + σ² I) (Bishop PRML eq. 12.35):
+    the IWAE mean is within its Monte Carlo error of it, and the reported se — the spread of the
+    per-row estimates over √N — matches the spread of the exact per-row log-densities."""
+    from scipy import stats
+
+    X, _ = make_ppca_data(300, 5, 2, sigma2=0.3, random_state=5)
+    v = VAE(2, hidden=(), likelihood="gaussian", batch_size=300, learning_rate=2e-2,
+            dtype=np.float64, random_state=0).fit(X, 1500)
+    W, b = v.params["dec_out.W"].T, v.params["dec_out.b"]
+    s2 = np.exp(v.params["dec_logvar"][0])
+    exact = stats.multivariate_normal(b, W @ W.T + s2 * np.eye(5)).logpdf(X)
+    mean, se = v.log_likelihood_with_se(X, n_importance=200, random_state=0)
+    assert np.isclose(mean, v.log_likelihood(X, n_importance=200, random_state=0), rtol=1e-12)
+    assert np.isclose(se, exact.std(ddof=1) / np.sqrt(300), rtol=0.02)
+    # Monte Carlo error of the mean: the spread of independent estimates on the same rows
+    draws = [v.log_likelihood(X, 200, random_state=s) for s in range(1, 9)]
+    mc_se = np.std(draws, ddof=1) / np.sqrt(8)
+    assert exact.mean() - 0.01 < np.mean(draws) < exact.mean() + 5 * mc_se
+
+
+def test_estimator_protocol_keeps_arguments_unchanged_and_clones():
+    from sklearn.base import clone
+
+    v = VAE(3, hidden=[7], likelihood="categorical", n_levels=5, kl_weight=0.5)
+    assert v.hidden == [7] and v.get_params()["hidden"] == [7]
+    w = clone(v)
+    assert w.get_params() == v.get_params() and w.params is None
+    assert "n_levels=5" in repr(v)
+    X = np.random.default_rng(0).integers(0, 5, size=(20, 4)).astype(float)
+    Z = v.set_params(hidden=(4,)).fit_transform(X, epochs=1)
+    assert Z.shape == (20, 3) and v.hidden == (4,)
+
+
+def test_every_fitted_only_method_raises_not_fitted():
+    from latentmodels.validation import NotFittedError
+
+    v = VAE(2, hidden=(3,))
+    X = np.zeros((4, 3))
+    calls = [lambda: v.elbo(X), lambda: v.elbo_and_grad(X, np.zeros((4, 2))),
+             lambda: v.log_likelihood(X), lambda: v.log_likelihood_with_se(X),
+             lambda: v.posterior(X), lambda: v.sample_posterior(X), lambda: v.transform(X),
+             lambda: v.decode(np.zeros((2, 2))), lambda: v.reconstruct(X), lambda: v.sample(2),
+             lambda: v.active_units(X), lambda: v.n_parameters(), lambda: v.save("x.npz"),
+             lambda: v.encoder_gradient(X, np.zeros((4, 2))), lambda: v.grad_variance(X)]
+    for call in calls:
+        with pytest.raises(NotFittedError, match="fit"):
+            call()
+
+
+def test_bernoulli_support_raises_outside_and_warns_once_per_call_on_grey_levels():
+    import warnings
+
+    digits = load_digits()[0][:50]
+    with pytest.raises(ValueError, match=r"outside \[0, 1\].*binarize"):
+        VAE(2, hidden=(3,)).fit(digits, 1)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        VAE(2, hidden=(3,), likelihood="continuous_bernoulli").fit(digits, 1)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        v = VAE(2, hidden=(3,), batch_size=10, random_state=0).fit(digits / 16, 3)
+    msgs = [w for w in rec if "not a log-probability" in str(w.message)]
+    assert len(msgs) == 1 and msgs[0].filename == __file__     # the user's line, not the library's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        VAE(2, hidden=(3,), random_state=0).fit(binarize(digits / 16, random_state=0), 1)
+        VAE(2, hidden=(3,), likelihood="continuous_bernoulli", random_state=0).fit(digits / 16, 1)
+        v = VAE(2, hidden=(3,), likelihood="categorical", n_levels=17, random_state=0).fit(digits, 1)
+    with pytest.raises(ValueError, match="integer"):
+        v.elbo(digits + 0.5)
+    with pytest.raises(ValueError, match="n_levels"):
+        VAE(2, likelihood="categorical").fit(digits, 1)
+
+
+@pytest.mark.parametrize("value,what", [(1e-200, "underflow"), (1e200, "beyond float32")])
+def test_float32_conversion_checks_the_range_first(value, what):
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    X[3, 1] = value
+    with pytest.raises(ValueError, match=f"{what}.*dtype=np.float64"):
+        VAE(2, hidden=(3,), likelihood="gaussian").fit(X, 1)
+    if value < 1:   # representable in float64: the float64 model trains on it
+        VAE(2, hidden=(3,), likelihood="gaussian", dtype=np.float64).fit(X, 1)
+
+
+def test_categorical_vae_is_a_true_log_probability_that_beats_independent_pixels():
+    """On the digits' raw 17 levels, the IWAE estimate is a log-probability (≤ 0 per image) and
+    after training exceeds the independent-pixel categorical model (add-one smoothed level counts
+    of the training rows, exact) on held-out rows by more than 5 standard errors of the paired
+    per-row differences."""
+    X = load_digits()[0]
+    idx = np.random.default_rng(0).permutation(len(X))
+    Xtr, Xte = X[idx[:1400]], X[idx[1400:]]
+    v = VAE(8, hidden=(64,), likelihood="categorical", n_levels=17, batch_size=100,
+            learning_rate=3e-3, random_state=0).fit(Xtr, 15)
+    counts = np.ones((64, 17))
+    for d in range(64):
+        counts[d] += np.bincount(Xtr[:, d].astype(int), minlength=17)
+    logp = np.log(counts / counts.sum(1, keepdims=True))
+    indep = logp[np.arange(64), Xte.astype(int)].sum(1)
+    rows = v._log_likelihood_rows(v._as_data(Xte), 50, np.random.default_rng(1))
+    assert np.all(rows < 0)
+    diff = rows - indep
+    assert diff.mean() > 5 * diff.std(ddof=1) / np.sqrt(len(diff)), diff.mean()
+    s = v.sample(5, random_state=0)
+    assert set(np.unique(s)) <= set(range(17))
+
+
+def _save_and_edit(v, path, edit):
+    v.save(path)
+    with np.load(path) as d:
+        arrays = {k: d[k] for k in d.files}
+    import json
+
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta, arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+def test_load_refuses_files_that_do_not_match_their_configuration(tmp_path):
+    v, X = _trained_small_vae()
+    p = tmp_path / "m.npz"
+
+    def broadcastable(meta, arrays):   # (1,) would broadcast into every entry of (8,)
+        arrays["param:enc.0.b"] = arrays["param:enc.0.b"][:1]
+
+    def nan(meta, arrays):
+        arrays["param:dec_out.W"] = arrays["param:dec_out.W"].copy()
+        arrays["param:dec_out.W"][0, 0] = np.nan
+
+    def huge(meta, arrays):
+        meta["config"]["hidden"] = [10 ** 12]
+
+    def bad_type(meta, arrays):
+        meta["config"]["n_latent"] = "2"
+
+    def unknown(meta, arrays):
+        meta["config"]["evil"] = 1
+
+    for edit, match in ((broadcastable, "shape"), (nan, "NaN"), (huge, "implies"),
+                        (bad_type, "n_latent"), (unknown, "unknown")):
+        _save_and_edit(v, p, edit)
+        with pytest.raises((ValueError, TypeError), match=match):
+            VAE.load(p)
+    np.savez(p, meta=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="pickle"):
+        VAE.load(p)

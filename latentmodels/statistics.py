@@ -23,6 +23,19 @@ formula ``E[x xᵀ] − x̄ x̄ᵀ`` is never used: it cancels catastrophically 
 Chunks are combined pairwise (a binary-counter tree), so that rounding grows like log(#chunks).
 
 Dask is imported only when a Dask array is passed in, detected by the module of its type.
+
+Example (data on a cluster; the statistics are computed where the chunks live, and only the
+D×D record travels back)::
+
+    import dask.array as da
+    from dask.distributed import Client
+    from latentmodels.statistics import sufficient_statistics
+    from latentmodels import FactorAnalysis
+
+    client = Client()                                  # or Client("scheduler-address:8786")
+    X = da.random.normal(size=(10_000_000, 100), chunks=(250_000, 100))
+    stats = sufficient_statistics(X)                   # one pass, on the cluster
+    fa = FactorAnalysis(10).fit_covariance(stats.covariance(), stats.n, stats.mean)
 """
 
 from __future__ import annotations

@@ -33,12 +33,14 @@ from .gaussian import GaussianQ
 from .validation import check_array, check_int, check_positive, check_random_state
 
 __all__ = [
-    "laplacian_energy", "gradient_energy", "mean_and_se", "means_vs_samples", "MeansVsSamples",
+    "laplacian_energy", "gradient_energy", "noise_laplacian_energy", "mean_and_se", "means_vs_samples",
+    "MeansVsSamples",
     "linear_gaussian_means_and_samples",
     "Mixture1D", "forward_kl_gaussian", "reverse_kl_gaussian", "kl_gaussian_to_mixture",
     "fit_gmm_1d",
     "ideal_decoder_weights", "ideal_decoder_mean",
-    "decoder_log_lik", "decoder_log_lik_and_grad", "elbo_rows", "iwae_rows", "refine_posterior",
+    "decoder_log_lik", "decoder_log_lik_and_grad", "decoder_moments_and_samples", "elbo_rows",
+    "iwae_rows", "refine_posterior",
     "gap_split", "GapSplit",
 ]
 
@@ -94,6 +96,20 @@ def gradient_energy(images, shape=None) -> np.ndarray:
     dx = np.diff(Y, axis=2)
     dy = np.diff(Y, axis=1)
     return np.mean(dx * dx, axis=(1, 2)) + np.mean(dy * dy, axis=(1, 2))
+
+
+def noise_laplacian_energy(variances, shape=None) -> np.ndarray:
+    r"""E[S(m + ε)] − S(m) for independent pixel noise ε with variances v (the rows of
+    ``variances``), S = :func:`laplacian_energy`: the cross term has mean zero and each interior
+    pixel's Laplacian of the noise has variance v_{i−1,j} + v_{i+1,j} + v_{i,j−1} + v_{i,j+1} + 16 v_ij
+    (the squared stencil weights), so
+
+        E[S(m + ε)] − S(m) = mean_interior (v_{i−1,j} + v_{i+1,j} + v_{i,j−1} + v_{i,j+1} + 16 v_ij).
+
+    This is all a factorised p(x | z) can add to its mean: white noise, no structure. Returns (N,)."""
+    V = _as_images(variances, shape, "variances")
+    return np.mean(V[:, :-2, 1:-1] + V[:, 2:, 1:-1] + V[:, 1:-1, :-2] + V[:, 1:-1, 2:]
+                   + 16.0 * V[:, 1:-1, 1:-1], axis=(1, 2))
 
 
 def mean_and_se(values) -> tuple[float, float]:
@@ -398,6 +414,34 @@ def _kl_rows(q: GaussianQ) -> np.ndarray:
     C = np.broadcast_to(q.cov, (mu.shape[0], L, L))
     sign, ld = np.linalg.slogdet(C)
     return 0.5 * (np.trace(C, axis1=1, axis2=2) + np.sum(mu * mu, axis=1) - L - ld)
+
+
+def decoder_moments_and_samples(model, Z, random_state=None):
+    r"""For a fitted VAE and codes Z (M, L): the decoder's per-pixel mean E[x | z], variance
+    Var[x | z] and one sample x ~ p(x | z) at each code, in the data's units: ``(means, variances,
+    samples)``, each (M, D) float64. Variances: p(1 − p) (Bernoulli), e^{log σ²} (Gaussian),
+    Σ_k k² p_k − (Σ_k k p_k)² (categorical, levels k = 0..K−1)."""
+    from .validation import check_fitted
+    check_fitted(model, ("params",))
+    Z = check_array(Z, "Z")
+    if Z.shape[1] != model.n_latent:
+        raise ValueError(f"Z has {Z.shape[1]} columns, the VAE has n_latent={model.n_latent}")
+    rng = check_random_state(random_state)
+    out, lvx, _ = model._decode(Z.astype(np.dtype(model.dtype)))
+    lik = model._lik
+    mean = np.asarray(lik.mean(out, lvx), dtype=np.float64)
+    if model.likelihood == "bernoulli":
+        var = mean * (1.0 - mean)
+    elif model.likelihood == "gaussian":
+        var = np.broadcast_to(np.exp(np.asarray(lvx, dtype=np.float64)), mean.shape).copy()
+    elif model.likelihood == "categorical":
+        P = np.asarray(lik.probabilities(out), dtype=np.float64).reshape(*mean.shape, -1)
+        k = np.arange(P.shape[-1], dtype=np.float64)
+        var = np.sum(P * k * k, axis=-1) - np.sum(P * k, axis=-1) ** 2
+    else:
+        raise ValueError(f"decoder variances are implemented for bernoulli, gaussian and categorical "
+                         f"decoders, not {model.likelihood!r}")
+    return mean, var, np.asarray(lik.sample(out, lvx, rng), dtype=np.float64)
 
 
 def elbo_rows(model, X, q: GaussianQ | None = None, n_samples: int = 100, random_state=None):

@@ -11,6 +11,7 @@ from latentmodels.blur import (
     Mixture1D,
     decoder_log_lik,
     decoder_log_lik_and_grad,
+    decoder_moments_and_samples,
     elbo_rows,
     fit_gmm_1d,
     forward_kl_gaussian,
@@ -24,6 +25,7 @@ from latentmodels.blur import (
     linear_gaussian_means_and_samples,
     mean_and_se,
     means_vs_samples,
+    noise_laplacian_energy,
     refine_posterior,
     reverse_kl_gaussian,
 )
@@ -59,6 +61,20 @@ def test_averaging_blur_never_sharpens(seed, sigma):
     y = ndimage.gaussian_filter(x, sigma, mode="wrap")
     lap = lambda a: np.mean(ndimage.laplace(a, mode="wrap") ** 2)  # noqa: E731
     assert lap(y) <= lap(x) + 1e-12
+
+
+def test_noise_energy_matches_monte_carlo(rng):
+    M = rng.uniform(size=(1, 36))
+    V = rng.uniform(0.01, 0.2, size=(1, 36))
+    n = 20000
+    S = laplacian_energy(M + np.sqrt(V) * rng.standard_normal((n, 36))) - laplacian_energy(M)[0]
+    d, se = mean_and_se(S)
+    assert abs(d - noise_laplacian_energy(V)[0]) < 4 * se
+    # Bernoulli pixels: variance p(1 − p)
+    P = rng.uniform(size=(1, 36))
+    B = (rng.uniform(size=(n, 36)) < P) * 1.0
+    d, se = mean_and_se(laplacian_energy(B) - laplacian_energy(P)[0])
+    assert abs(d - noise_laplacian_energy(P * (1 - P))[0]) < 4 * se
 
 
 def test_means_vs_samples_is_paired(rng):
@@ -319,3 +335,17 @@ def test_mean_and_se():
     assert mean_and_se([1.0, 2.0, 3.0]) == (pytest.approx(2.0), pytest.approx(1 / np.sqrt(3)))
     with pytest.raises(ValueError):
         mean_and_se([1.0])
+
+
+@pytest.mark.parametrize("kw", [dict(likelihood="bernoulli"), dict(likelihood="gaussian"),
+                                dict(likelihood="categorical", n_levels=4)])
+def test_decoder_moments_match_the_samples(rng, kw):
+    m = VAE(n_latent=2, hidden=(5,), dtype=np.float64, random_state=2, **kw).initialize(3)
+    Z = np.repeat(rng.standard_normal((1, 2)), 20000, axis=0)
+    mean, var, x = decoder_moments_and_samples(m, Z, random_state=0)
+    np.testing.assert_allclose(mean[0], m.decode(Z[:1])[0], rtol=1e-10)
+    se_mean = np.sqrt(var[0] / len(x))
+    assert np.all(np.abs(x.mean(axis=0) - mean[0]) < 4 * se_mean)
+    # se of a sample variance: sqrt((μ4 − σ⁴)/n), μ4 estimated from the draws
+    mu4 = np.mean((x - mean[0]) ** 4, axis=0)
+    assert np.all(np.abs(x.var(axis=0) - var[0]) < 4 * np.sqrt((mu4 - var[0] ** 2) / len(x)) + 1e-12)

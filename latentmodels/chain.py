@@ -240,9 +240,11 @@ class ChainResult:
                 mc(f"{r.name}: ELBO ≤ IWAE estimate (test)", r.gap, r.gap_se)
         if has("FA + mean-field q(z|x)", "FA (EM)"):
             mf, fa = self.row("FA + mean-field q(z|x)"), self.row("FA (EM)")
-            out.append(("mean-field ELBO ≤ FA's exact log p(x)",
-                        mf.train_elbo <= fa.train_log_lik + 1e-9,
-                        f"gap {fa.train_log_lik - mf.train_elbo:.2e}"))
+            # the same fitted FA: its exact posterior's ELBO (= log p) bounds every factorised q
+            out.append(("mean-field ELBO ≤ FA's exact ELBO (the same fitted FA)",
+                        mf.train_elbo <= fa.train_elbo + 1e-9 * max(1.0, abs(fa.train_elbo))
+                        and mf.train_log_lik == fa.train_log_lik,
+                        f"gap {fa.train_elbo - mf.train_elbo:.2e}"))
         for vae_name, ref_name in (("linear VAE (shared σ²)", "PPCA (closed form)"),
                                    ("linear VAE (per-feature σ²)", "FA (EM)")):
             if has(vae_name, ref_name):
@@ -381,17 +383,20 @@ def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: boo
     n_mc_eval = 5 if quick else 10
     say = progress or (lambda msg: None)
 
+    fitted = {}     # the FA row's model, reused by the mean-field row (one FA fit, one story)
+
     def linear(name, make, unit):
         def run(Xtr, Xte):
             t = time.perf_counter()
             model = make().fit(Xtr)
+            fitted[name] = model
             return _linear_gaussian_row(name, model, Xtr, Xte, unit, time.perf_counter() - t,
                                         n_levels)
         return name, run
 
     def fa_mean_field(Xtr, Xte):
         t = time.perf_counter()
-        fa = FactorAnalysis(L).fit(Xtr)
+        fa = fitted.get("FA (EM)") or FactorAnalysis(L).fit(Xtr)
         q_tr, hist = mean_field_q(fa, Xtr)
         q_te, _ = mean_field_q(fa, Xte)
         secs = time.perf_counter() - t

@@ -300,6 +300,17 @@ class Estimator:
                 setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn >= 1.6 asks every estimator for its tags (``sklearn.utils.get_tags``).
+
+        Only scikit-learn calls this, so scikit-learn is imported here, lazily: the package itself
+        never depends on it. Unsupervised (no target required), a transformer (``transform``).
+        """
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags() if hasattr(self, "transform") else None)
+
     def fit_transform(self, X, y=None, **fit_params):
         """``fit(X)`` then ``transform(X)``; ``y`` is ignored (unsupervised)."""
         return self.fit(X, **fit_params).transform(X)

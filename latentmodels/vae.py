@@ -403,6 +403,15 @@ class VAE(Estimator):
             X = check_array(X, name, dtype=dt)
             summary = None
         lik = getattr(self, "_lik", None) or make_likelihood(self.likelihood, self.n_levels)
+        if lik.name == "gaussian":
+            lo, hi = summary[:2] if summary is not None else (float(X.min()), float(X.max()))
+            limit = 1e-3 * float(np.sqrt(np.finfo(dt).max))
+            if max(-lo, hi) > limit:
+                raise ValueError(
+                    f"{name} has values of magnitude up to {max(-lo, hi):.3g}; their squares (in the "
+                    f"variance and the Gaussian log-density) would overflow {dt.name}. Standardise "
+                    f"or rescale {name} (magnitudes below {limit:.3g})"
+                    + (", or pass dtype=np.float64 to the VAE" if dt == np.float32 else ""))
         message = lik.check_data(X, name, summary)
         if message is not None:
             _warn_user(message)
@@ -745,6 +754,54 @@ class VAE(Estimator):
             raise ValueError("X needs at least 2 rows for a standard error over rows")
         r = self._log_likelihood_rows(X, K, self._rng_for(random_state))
         return float(np.mean(r)), float(np.std(r, ddof=1) / np.sqrt(r.size))
+
+    def score_samples(self, X, n_importance: int = 1000, random_state=None) -> np.ndarray:
+        """Per-row IWAE estimates log (1/K) Σ_k w_k of log p(x_n), float64 (N,): the terms whose
+        mean is :meth:`log_likelihood` (for paired standard errors between models or bounds)."""
+        X = self._as_data(X)
+        K = check_int(n_importance, "n_importance")
+        return self._log_likelihood_rows(X, K, self._rng_for(random_state))
+
+    def elbo_samples(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """Per-row ELBO estimates, float64 (N,): the same estimator as :meth:`elbo` (E_q log p(x|z)
+        by ``n_samples`` draws, minus the analytic KL for a Gaussian q or its Monte Carlo estimate
+        from the same draws for a flow), row by row; their mean is ``elbo(X, ...).total``."""
+        X = self._as_data(X)
+        n = check_int(n_samples, "n_samples")
+        rng = self._rng_for(random_state)
+        N = X.shape[0]
+        total = np.zeros(N)
+        for _ in range(n):
+            z, mu, lv, eps, logdet = self._sample_q(X, 1, rng)
+            out, lvx, _ = self._decode(z)
+            total += self._loglik(X, out, lvx).astype(np.float64) / n
+            if self.flow_ is not None:
+                total += self._log_ratio(z, lv, eps, logdet, 1, N) / n
+        if self.flow_ is None:
+            total -= self._kl_gauss(mu.astype(np.float64), lv.astype(np.float64))
+        return total
+
+    def score(self, X, y=None) -> float:
+        """Mean ELBO per sample (nats; higher is better), one draw per row with a fixed seed so
+        that repeated calls agree — the scikit-learn ``score`` used by ``cross_val_score`` and
+        ``GridSearchCV``. ``y`` is ignored."""
+        X = self._as_data(X)
+        return self._elbo(X, None, 1, np.random.default_rng(0)).total
+
+    def linear_marginal(self):
+        """For a linear Gaussian VAE (``hidden=()``, ``likelihood="gaussian"``, variance
+        "shared" or "per_feature"): the exact marginal p(x) = N(b, W Wᵀ + diag ψ) of its decoder
+        (Bishop PRML eq. 12.35 with ψ for FA's eq. 12.65), as ``(b (D,), W (D, L), ψ (D,))``
+        float64 arrays the caller owns. Raises ValueError for any other VAE."""
+        check_fitted(self, ("params",))
+        if self._hidden or self.likelihood != "gaussian" or self.decoder_variance == "output":
+            raise ValueError("linear_marginal needs hidden=(), likelihood='gaussian' and "
+                             "decoder_variance 'shared' or 'per_feature' (a linear-Gaussian decoder)")
+        D = self.n_features_in_
+        lv = np.clip(self.params["dec_logvar"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
+        psi = np.broadcast_to(np.exp(lv), (D,)).copy()
+        return (self.params["dec_out.b"].astype(np.float64).copy(),
+                self.params["dec_out.W"].T.astype(np.float64).copy(), psi)
 
     def posterior(self, X) -> GaussianQ:
         """q(z | x) = N(μ_φ(x), diag σ²_φ(x)), in float64.

@@ -238,10 +238,11 @@ class VAE(Estimator):
         check_positive(self.lr_decay, "lr_decay")
         check_int(self.kl_warmup_epochs, "kl_warmup_epochs", minimum=0)
         try:
-            dt = np.dtype(self.dtype)
+            dt = None if self.dtype is None else np.dtype(self.dtype)
         except TypeError:
             dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        # (np.dtype(x) == None is True for float64, so None is tested by identity)
+        if dt is None or dt.name not in ("float32", "float64"):
             raise ValueError(f"dtype must be np.float32 or np.float64, got {self.dtype!r}")
 
     def _n_context(self, n_features):

@@ -270,6 +270,11 @@ def test_bad_inputs():
         VAE(2, likelihood="poisson").fit(X, 1)
     with pytest.raises(ValueError, match="schedule"):
         VAE(2, schedule="em").fit(X, 1)
+    for bad in ("nonsense", None, np.int64, np.float16):
+        with pytest.raises(ValueError, match="dtype"):
+            VAE(2, dtype=bad).fit(X, 1)
+    with pytest.raises(TypeError, match="hidden"):
+        VAE(2, hidden="8").fit(X, 1)
     v = VAE(2, hidden=(3,), random_state=0).fit(X, 1)
     with pytest.raises(ValueError, match="eps must have shape"):
         v.elbo_and_grad(X, np.zeros((10, 3)))

@@ -17,7 +17,9 @@ from matplotlib.patches import Ellipse
 __all__ = [
     "em_elbo", "em_bound_theta", "fa_generative", "ppca_sigma_limit", "mean_field_contours",
     "vbpca_ard", "vae_latent_space",
-    "vae_reconstructions", "gradient_variance", "chain_bars", "make_all",
+    "vae_reconstructions", "vae_uncertainty", "image_rows", "codes_vs_prior", "training_curves",
+    "density_fits",
+    "gradient_variance", "chain_bars", "make_all",
 ]
 
 
@@ -305,6 +307,103 @@ def vae_reconstructions(vae, X, n_rows=6, n_samples=4, random_state=0):
                  "codes drawn from q(z | x) — not samples of x.\nA decoder mean at one code averages "
                  "over the images whose posteriors overlap there (Zhao et al. 2017): hence blur",
                  fontsize=8)
+    return fig
+
+
+def image_rows(rows, title=None, shape=None, vmin=0.0, vmax=1.0, cmap="gray_r"):
+    """A grid of images, one labelled row per entry of ``rows`` (label → array (n, D))."""
+    rows = {k: np.atleast_2d(np.asarray(v, float)) for k, v in rows.items()}
+    n_cols = max(len(v) for v in rows.values())
+    D = next(iter(rows.values())).shape[1]
+    shape = shape or (int(round(np.sqrt(D))),) * 2
+    fig = Figure(figsize=(max(4.0, 0.85 * n_cols + 1.2), 0.9 * len(rows) + (0.5 if title else 0.1)),
+                 layout="constrained")
+    for r, (label, imgs) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = fig.add_subplot(len(rows), n_cols, r * n_cols + c + 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(imgs):
+                ax.imshow(imgs[c].reshape(shape), cmap=cmap, vmin=vmin, vmax=vmax)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def vae_uncertainty(vae, X, n_samples=500, random_state=0):
+    """The MAP code's reconstruction vs the posterior average, and a per-pixel uncertainty map.
+
+    Rows: the data; decode(μ_φ(x)) (the mode of q, the slide's "MAP estimate"); the Monte Carlo
+    average E_q[decode(z)] over ``n_samples`` draws z ~ q(z|x); the per-pixel standard deviation of
+    decode(z) over those draws (how much the decoder mean moves within the posterior). For a
+    non-linear decoder decode(E_q z) ≠ E_q[decode(z)].
+    """
+    mode = vae.reconstruct(X)
+    draws = vae.reconstruct(X, n_samples=n_samples, random_state=random_state)
+    sd = draws.std(axis=0)
+    fig = image_rows({"data": X, "decode(mean code)": mode, "E_q[decode(z)]": draws.mean(axis=0),
+                      "s.d. of decode(z)\n(scale 0–0.5)": sd / 0.5},
+                     title=f"MAP code vs {n_samples} posterior samples: the last row is a per-pixel "
+                           "uncertainty map (darker = more uncertain)")
+    return fig
+
+
+def codes_vs_prior(codes, title="Latent codes of the training data against the prior N(0, I)"):
+    """Scatter of 2-D codes per model (name → (N, 2)), each with the prior's 1σ/2σ circles."""
+    fig = Figure(figsize=(4.2 * len(codes), 4.2), layout="constrained")
+    for i, (name, Z) in enumerate(codes.items()):
+        Z = np.asarray(Z, float)
+        ax = fig.add_subplot(1, len(codes), i + 1)
+        ax.scatter(Z[:, 0], Z[:, 1], s=3, alpha=0.5, color="C0")
+        _ellipse(ax, np.zeros(2), np.eye(2), color="C3", lw=1.5)
+        ax.plot([], [], color="C3", label="N(0, I): 1σ, 2σ")
+        ax.set_aspect("equal")
+        r = max(3.0, np.percentile(np.abs(Z), 99.5))
+        ax.set_xlim(-r, r)
+        ax.set_ylim(-r, r)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("z₁")
+        ax.set_ylabel("z₂")
+        ax.legend(loc="upper right", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def training_curves(curves, ylabel="held-out ELBO (nats per sample)", title=None):
+    """Learning curves side by side: name → sequence of values per epoch."""
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, c in curves.items():
+        ax.plot(np.arange(1, len(c) + 1), c, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def density_fits(grid, target, fits, samples=None, title=None):
+    """1-D densities on ``grid``: the ``target`` density (array) and fitted ones (name → array),
+    over a histogram of ``samples`` if given (the maximum-likelihood toy of notebook 7)."""
+    grid = np.asarray(grid, float)
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    if samples is not None:
+        ax.hist(np.asarray(samples, float), bins=80, density=True, color="C7", alpha=0.35,
+                label="data (histogram)")
+    ax.plot(grid, target, color="k", lw=2, label="p(x), the data's density")
+    for i, (name, dens) in enumerate(fits.items()):
+        ax.plot(grid, dens, lw=1.8, ls=("--", "-.", ":")[i % 3], color=f"C{i}", label=name)
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     return fig
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -335,6 +336,24 @@ def _per_row(fn, X) -> np.ndarray:
     return np.array([fn(X[i:i + 1]) for i in range(X.shape[0])], dtype=np.float64)
 
 
+def _vae_rows(m: VAE, X, n_elbo: int, K: int, rng):
+    """Per-row ELBO (``n_elbo`` draws, analytic KL) and IWAE (K samples) estimates on X.
+
+    Uses the VAE's vectorised ``elbo_samples`` / ``score_samples`` where it has them, else one
+    public ``elbo`` / ``log_likelihood`` call per row (the same estimators, slower).
+    """
+    es, ss = getattr(m, "elbo_samples", None), getattr(m, "score_samples", None)
+    if callable(es):
+        elbo = np.asarray(es(X, n_samples=n_elbo, random_state=rng), dtype=np.float64)
+    else:
+        elbo = _per_row(lambda x: m.elbo(x, n_samples=n_elbo, random_state=rng).total, X)
+    if callable(ss):
+        iwae = np.asarray(ss(X, n_importance=K, random_state=rng), dtype=np.float64)
+    else:
+        iwae = _per_row(lambda x: m.log_likelihood(x, K, random_state=rng), X)
+    return elbo, iwae
+
+
 def _linear_vae_marginal(m: VAE):
     """(b, W (D, L), noise variances (D,)) of a linear Gaussian VAE's marginal p(x).
 
@@ -447,9 +466,7 @@ def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: boo
             t = time.perf_counter()
             rs = np.random.default_rng(random_state)
             tr = m.elbo(Xtr, n_samples=n_mc_eval, random_state=rs).total
-            elbo_rows = _per_row(lambda x: m.elbo(x, n_samples=n_mc_eval, random_state=rs).total,
-                                 Xte)
-            iwae_rows = _per_row(lambda x: m.log_likelihood(x, K, random_state=rs), Xte)
+            elbo_rows, iwae_rows = _vae_rows(m, Xte, n_mc_eval, K, rs)
             te = float(np.mean(elbo_rows))
             D = Xte.shape[1]
             if exact:
@@ -553,7 +570,7 @@ def run_chain(X, *, n_components: int = 10, test_fraction: float = 0.2, vae_epoc
     n_test = max(1, int(round(test_fraction * X.shape[0])))
     Xte, Xtr = X[perm[:n_test]], X[perm[n_test:]]
     seed = int(rng.integers(2**31))
-    notes = []
+    notes = []          # warnings and skipped rows, then the general notes below
     split = None
     if levels is not None:
         if categorical_available():
@@ -566,7 +583,19 @@ def run_chain(X, *, n_components: int = 10, test_fraction: float = 0.2, vae_epoc
                                   n_levels=n_levels, levels_split=split, progress=progress):
         if progress is not None:
             progress(f"fitting {name} ...")
-        rows.append(run(Xtr, Xte))
+        # warnings (e.g. FA's Heywood cases) become notes of the table, said once per model
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows.append(run(Xtr, Xte))
+        seen = []
+        for w in caught:
+            text = f"{w.category.__name__}: {w.message}"
+            if text not in seen:
+                seen.append(text)
+        notes.extend(f"{rows[-1].name}: {text}" for text in seen)
+        if progress is not None:
+            for text in seen:
+                progress(f"  warning: {text}")
         if progress is not None:
             r = rows[-1]
             progress(f"  done in {r.seconds:.1f}s fit + {r.eval_seconds:.1f}s evaluation")

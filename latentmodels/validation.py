@@ -155,8 +155,8 @@ def check_choice(value, name: str, allowed) -> str:
 
 def check_dtype(dtype, name: str = "dtype", allowed=(np.float32, np.float64)) -> np.dtype:
     """Return ``np.dtype(dtype)`` if it is one of the ``allowed`` floating types, or raise."""
-    try:
-        dt = np.dtype(dtype)
+    try:   # np.dtype(None) is float64: refuse None rather than guess
+        dt = None if dtype is None else np.dtype(dtype)
     except TypeError:
         dt = None
     allowed = tuple(np.dtype(a) for a in allowed)

@@ -110,3 +110,47 @@ def test_fit_returns_self_and_sets_fitted_attributes(X):
         assert getattr(fa, attr) is not None
     p = PPCA(2)
     assert p.fit(X) is p and p.sigma2_ > 0
+
+
+def test_ragged_lists_and_strings_are_refused_by_name():
+    from latentmodels.validation import check_array
+
+    with pytest.raises(ValueError, match="X must be a rectangular array"):
+        check_array([[1.0, 2.0], [3.0]])
+    with pytest.raises(TypeError, match="Y must be an array of numbers"):
+        check_array("1 2 3", "Y")
+    np.testing.assert_array_equal(check_array([[1, 2], [3, 4]]), np.array([[1.0, 2.0], [3.0, 4.0]]))
+
+
+def test_check_choice_dtype_int_bounds():
+    from latentmodels.validation import check_choice, check_dtype, check_int
+
+    assert check_choice("adam", "optimizer", ("adam", "sgd")) == "adam"
+    for bad in ("rmsprop", 3, None, ["adam"], True):
+        with pytest.raises(ValueError, match="optimizer must be one of"):
+            check_choice(bad, "optimizer", ("adam", "sgd"))
+    assert check_dtype("float32") == np.float32 and check_dtype(np.float64) == np.float64
+    for bad in (int, "nonsense", np.int64, None, object):
+        with pytest.raises(TypeError, match="dtype must be one of float32, float64"):
+            check_dtype(bad)
+    assert check_int(5, "k", minimum=1, maximum=5) == 5
+    with pytest.raises(ValueError, match="k must be <= 4"):
+        check_int(5, "k", maximum=4)
+
+
+def test_check_magnitude_at_the_overflow_limit():
+    from latentmodels.validation import check_magnitude
+
+    info = np.finfo(np.float64)
+    n = 10
+    limit = np.sqrt(info.max / (n * 2))           # the limit for a (10, 2) array
+    ok = np.full((n, 2), limit * 0.99)
+    assert check_magnitude(ok) is ok and np.isfinite(np.sum(ok * ok))
+    bad = np.full((n, 2), limit * 1.01)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.sum(bad * bad))  # the failure the check prevents
+    with pytest.raises(ValueError, match="X has entries up to .* rescale X"):
+        check_magnitude(bad)
+    with pytest.raises(ValueError, match="below the smallest normal float32"):
+        check_magnitude(np.full((3, 2), 1e-40), dtype=np.float32)
+    check_magnitude(np.zeros((3, 2)))              # all zeros: nothing to lose

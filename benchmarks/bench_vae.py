@@ -1,6 +1,6 @@
 """Time one VAE training epoch of latentmodels against the same model in PyTorch (CPU), in one run.
 
-    python benchmarks/bench_vae.py [--repeats 3] [--epochs-per-run 1]
+    python benchmarks/bench_vae.py [--repeats 3] [--n 60000] [--variants]
 
 The model is the PyTorch-examples VAE: 784-400-20 encoder with ReLU, 20-400-784 decoder, Bernoulli
 likelihood, Adam with learning rate 1e-3, batch 128, one ε draw per row, float32. Data: 60000×784
@@ -8,7 +8,10 @@ binary images, made by upsampling the shipped 8×8 digits to 28×28 and threshol
 (MNIST itself cannot be downloaded here; the timing depends only on the shapes). Runs alternate
 between the two implementations; the script prints every epoch time, the medians, the ratio
 (ours / PyTorch: below 1 means we are faster), and the training ELBO each reached. PyTorch is
-optional (`pip install torch==2.13.0` installs the CPU build on this machine).
+optional (`pip install torch==2.13.0` installs the CPU build on this machine). With ``--variants``
+the same loop also times an IWAE (K = 5) epoch, an IAF epoch (2 steps, MADE width 40, context
+from the 400-unit hidden layer) and a planar-flow epoch (4 maps), each reported as a multiple of
+the plain VAE epoch (issue 14).
 """
 
 from __future__ import annotations
@@ -73,37 +76,58 @@ def torch_epoch_runner(X, seed=0):
     return epoch, torch.get_num_threads()
 
 
+VARIANTS = {
+    # name: extra VAE keyword arguments on top of the plain model
+    "IWAE K=5": dict(objective="iwae", n_importance=5),
+    "IAF 2 steps": dict(flow="iaf", n_flows=2),
+    "planar 4": dict(flow="planar", n_flows=4),
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--variants", action="store_true",
+                    help="also time the IWAE (K=5), IAF and planar-flow epochs against the plain one")
     args = ap.parse_args(argv)
     X = make_binary_images(args.n)
-    ours = VAE(20, hidden=(400,), activation="relu", likelihood="bernoulli", batch_size=128,
-               learning_rate=1e-3, optimizer="adam", dtype=np.float32, random_state=0)
-    ours.initialize(784, X)
+    kw = dict(hidden=(400,), activation="relu", likelihood="bernoulli", batch_size=128,
+              learning_rate=1e-3, optimizer="adam", dtype=np.float32, random_state=0)
+    runners = {"latentmodels": VAE(20, **kw).initialize(784, X)}
+    if args.variants:
+        for name, extra in VARIANTS.items():
+            runners[name] = VAE(20, **kw, **extra).initialize(784, X)
     try:
         theirs, threads = torch_epoch_runner(X)
     except ImportError:
         theirs, threads = None, 0
         print("PyTorch not installed: timing latentmodels only")
-    t_ours, t_theirs = [], []
+    times = {name: [] for name in runners}
+    t_theirs = []
     for r in range(args.repeats):
-        t = time.perf_counter()
-        ours.fit(X, 1)
-        t_ours.append(time.perf_counter() - t)
-        line = f"run {r + 1}: latentmodels {t_ours[-1]:.2f} s (ELBO {ours.history_[-1]:.2f})"
+        line = [f"run {r + 1}:"]
+        for name, model in runners.items():
+            t = time.perf_counter()
+            model.fit(X, 1)
+            times[name].append(time.perf_counter() - t)
+            line.append(f"{name} {times[name][-1]:.2f} s ({model.history_[-1]:.2f})")
         if theirs is not None:
             t = time.perf_counter()
             elbo = theirs()
             t_theirs.append(time.perf_counter() - t)
-            line += f"   PyTorch {t_theirs[-1]:.2f} s (ELBO {elbo:.2f})"
-        print(line, flush=True)
-    print(f"data: {X.shape[0]}x{X.shape[1]} binary, batch 128, 784-400-20 ReLU, Adam 1e-3, float32")
-    print(f"latentmodels median epoch: {np.median(t_ours):.2f} s")
+            line.append(f"PyTorch {t_theirs[-1]:.2f} s ({elbo:.2f})")
+        print("  ".join(line), flush=True)
+    print(f"data: {X.shape[0]}x{X.shape[1]} binary, batch 128, 784-400-20 ReLU, Adam 1e-3, float32 "
+          "(training bound per epoch in parentheses)")
+    base = np.median(times["latentmodels"])
+    print(f"latentmodels median epoch: {base:.2f} s")
     if theirs is not None:
         print(f"PyTorch ({threads} threads) median epoch: {np.median(t_theirs):.2f} s")
-        print(f"ratio ours / PyTorch: {np.median(t_ours) / np.median(t_theirs):.2f}")
+        print(f"ratio ours / PyTorch: {base / np.median(t_theirs):.2f}")
+    for name in list(runners)[1:]:
+        med = np.median(times[name])
+        print(f"{name:>12s} median epoch: {med:.2f} s = {med / base:.2f}x the plain VAE epoch")
 
 
 if __name__ == "__main__":

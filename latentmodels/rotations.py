@@ -66,7 +66,7 @@ class Rotation:
     loadings : (D, L) rotated loadings (the pattern matrix) Λ = A (T⁻¹)ᵀ
     rotation_matrix : (L, L) T
     factor_correlation : (L, L) Φ = TᵀT (identity for orthogonal rotations)
-    method : str ("none" for the identity)
+    method : str ("none" for the identity, which keeps A's columns as they are)
     orthogonal : bool
     criterion : float, the criterion Q at the solution (on normalised rows if normalised; nan for
         promax and "none")
@@ -239,7 +239,8 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
         the start with the lowest criterion wins. Criteria can have local minima, oblimin in
         particular.
 
-    With L = 1 the only freedom is the sign: the column is signed to a positive sum.
+    With L = 1 the only freedom is the sign: the column is signed to a positive sum. With
+    ``method=None`` the result is the identity (loadings = a copy of A, unsorted, T = Φ = I).
     """
     A = check_array(loadings, "loadings")
     method = _check_method(method)
@@ -255,9 +256,10 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
     random_starts = check_int(random_starts, "random_starts", minimum=0)
     D, n_comp = A.shape
     eye = np.eye(n_comp)
-    if method == "none" or n_comp == 1:
-        return _finish(A, eye.copy(), method, method in ORTHOGONAL or method == "none" or n_comp == 1,
-                       np.nan, 0, True)
+    if method == "none":   # the identity: loadings exactly as given (no sorting, no signs)
+        return Rotation(A.copy(), eye.copy(), eye.copy(), "none", True, np.nan, 0, True)
+    if n_comp == 1:
+        return _finish(A, eye.copy(), method, True, np.nan, 0, True)
     if method == "promax":
         return _promax(A, normalize, power, tol, max_iter)
 

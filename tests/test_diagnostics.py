@@ -725,3 +725,15 @@ def test_choose_n_components_bad_input():
         choose_n_components(X, 2, test_fraction=1.0)
     with pytest.raises(ValueError, match="criterion"):
         choose_n_components(X, 1).best("aic")
+
+
+def test_summary_of_a_ppca_model():
+    from latentmodels.ppca import PPCA
+
+    X = _fa_data(200)
+    ppca = PPCA(2).fit(X)
+    text = summary(ppca)
+    sd = np.sqrt(np.sum(ppca.W_**2, axis=1) + ppca.sigma2_)
+    u2 = ppca.sigma2_ / sd**2
+    assert _row(text, "x1")[-1] == f"{u2[0]:.3f}"
+    assert "rotation: none" in text and "chi-square" not in text   # no S stored: no test

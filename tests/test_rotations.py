@@ -1616,11 +1616,11 @@ def test_random_starts_never_worse_and_reproducible():
 
 def test_none_and_single_factor():
     A = HARMAN23_2["unrotated"]
-    rot = rotate(A, None)
+    rot = rotate(-A, None)
     assert rot.method == "none" and rot.orthogonal
-    # only psych's sign/order convention is applied
-    np.testing.assert_allclose(rot.loadings @ rot.loadings.T, A @ A.T, atol=1e-15)
-    np.testing.assert_allclose(np.abs(rot.loadings), np.abs(A), atol=1e-15)
+    np.testing.assert_array_equal(rot.loadings, -A)        # the identity: no sorting, no signs
+    np.testing.assert_array_equal(rot.rotation_matrix, np.eye(2))
+    np.testing.assert_array_equal(rot.factor_correlation, np.eye(2))
     one = rotate(-A[:, :1], "varimax")
     np.testing.assert_allclose(one.loadings, A[:, :1] * np.sign(A[:, 0].sum()), atol=1e-15)
     np.testing.assert_allclose(one.rotation_matrix ** 2, [[1.0]])

@@ -36,6 +36,20 @@ def test_every_row_and_the_lectures_relations_hold(synthetic):
     assert abs(synthetic.row("PPCA (EM)").train_log_lik - pp.train_log_lik) < 1e-6
 
 
+def test_iwae_and_iaf_rows_follow_the_mlp_vae(synthetic):
+    from latentmodels.chain import _vae_supports
+
+    names = [r.name for r in synthetic.rows]
+    mlp = names.index("MLP VAE (Gaussian, 256 tanh)")
+    for prefix, kw in (("IWAE-trained VAE", dict(objective="iwae", n_importance=5)),
+                       ("IAF VAE", dict(flow="iaf", n_flows=2))):
+        if not _vae_supports(**kw):
+            continue
+        i = next(i for i, n in enumerate(names) if n.startswith(prefix))
+        r = synthetic.rows[i]
+        assert i > mlp and r.log_lik_kind.startswith("IWAE") and r.gap > -3 * r.gap_se
+
+
 def test_fa_row_matches_the_true_model_on_held_out_rows(synthetic):
     # the synthetic data and split, regenerated independently of the chain (seed 0, --quick)
     rng = np.random.default_rng(0)

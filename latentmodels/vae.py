@@ -782,6 +782,27 @@ class VAE(Estimator):
             total -= self._kl_gauss(mu.astype(np.float64), lv.astype(np.float64))
         return total
 
+    def decoder_log_lik_and_grad(self, X, Z):
+        """log p(x_n | z_n) per row and its gradient in z_n, both float64: ``(ll (N,), dll/dz (N, L))``.
+
+        The decoder's backward pass taken to its input, with the likelihood's backward on top
+        (and the clamp of an output log-variance head), for refining q per data point with the
+        decoder fixed (Cremer et al. 2018). Parameters are not changed (their gradient scratch
+        buffers are overwritten)."""
+        X = self._as_data(X)
+        Z = check_array(Z, "Z", dtype=np.dtype(self.dtype))
+        if Z.shape != (X.shape[0], self.n_latent):
+            raise ValueError(f"Z must have shape {(X.shape[0], self.n_latent)} (one code per row of "
+                             f"X), got {Z.shape}")
+        out, lvx, rawx = self._decode(Z)
+        ll, g_out, g_lvx = self._lik.forward_backward(X, out, lvx)
+        gd = self.dec_out.backward(g_out)
+        if self.dec_logvar is not None:
+            g_lvx = g_lvx * ((rawx > LOGVAR_MIN) & (rawx < LOGVAR_MAX))
+            gd += self.dec_logvar.backward(g_lvx)
+        gz = self.decoder.backward(gd) if self.decoder is not None else gd
+        return ll.astype(np.float64), np.array(gz, dtype=np.float64)
+
     def score(self, X, y=None) -> float:
         """Mean ELBO per sample (nats; higher is better), one draw per row with a fixed seed so
         that repeated calls agree — the scikit-learn ``score`` used by ``cross_val_score`` and

@@ -695,3 +695,26 @@ def test_gaussian_data_whose_squares_overflow_are_refused():
     X = np.random.default_rng(0).standard_normal((10, 3)) * 1e200
     with pytest.raises(ValueError, match="overflow.*rescale"):
         VAE(2, hidden=(3,), likelihood="gaussian", dtype=np.float64).fit(X, 1)
+
+
+@pytest.mark.parametrize("lik,dv", [("gaussian", "output"), ("gaussian", "shared"), ("bernoulli", "shared"),
+                                    ("categorical", "shared"), ("continuous_bernoulli", "shared")])
+def test_decoder_log_lik_gradient_in_z_matches_central_differences(lik, dv):
+    rng = np.random.default_rng(5)
+    X = _data_for(lik, rng)
+    v = VAE(3, hidden=(4,), activation="tanh", likelihood=lik, decoder_variance=dv,
+            n_levels=4 if lik == "categorical" else None, dtype=np.float64,
+            random_state=0).initialize(5, X)
+    _perturbed(v, rng)
+    Z = rng.standard_normal((6, 3))
+    ll, g = v.decoder_log_lik_and_grad(X, Z)
+    out, lvx, _ = v._decode(Z)
+    np.testing.assert_allclose(ll, v._lik.forward(X, out, lvx), rtol=1e-12)
+    fd = np.empty_like(Z)
+    for idx in np.ndindex(Z.shape):
+        up, down = Z.copy(), Z.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        fd[idx] = (v.decoder_log_lik_and_grad(X, up)[0][idx[0]]
+                   - v.decoder_log_lik_and_grad(X, down)[0][idx[0]]) / 2e-6
+    assert np.linalg.norm(fd - g) / (np.linalg.norm(fd) + np.linalg.norm(g)) < 1e-7

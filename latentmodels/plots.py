@@ -440,31 +440,51 @@ def gradient_variance(ks=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0), n_samples=100_000, ra
 def chain_bars(result):
     """The chain's table: test log p(x) and test ELBO per model, and the gap between them.
 
-    Left, the two values on an axis that starts near the smallest value (not at zero: the models
-    differ by a few nats out of tens); right, the gap log p(x) − ELBO on its own axis, where gaps of
-    a fraction of a nat stay readable. Legends sit outside the bars.
+    Left, the two values per model. When the result knows the data's integer levels (every row has
+    ``bits_per_pixel``), both are shown as bounds on the discrete pixels in **bits per pixel** — one
+    scale for the dequantised densities and the categorical row alike (lower is better); otherwise in
+    nats per sample. The axis starts near the smallest value, not at zero, since the models differ by
+    a little out of a lot. Right, the gap log p(x) − ELBO in nats on its own axis, where gaps of a
+    fraction of a nat stay readable. Legends sit above the bars.
     """
     rows = result.rows
-    fig = Figure(figsize=(11, 0.45 * len(rows) + 2.2), layout="constrained")
+    fig = Figure(figsize=(11, 0.45 * len(rows) + 2.4), layout="constrained")
     gs_ = fig.add_gridspec(1, 2, width_ratios=(2.2, 1))
     ax, axg = fig.add_subplot(gs_[0]), fig.add_subplot(gs_[1])
     y = np.arange(len(rows))
     ll = np.array([r.test_log_lik for r in rows], float)
     el = np.array([r.test_elbo for r in rows], float)
-    lo, hi = np.nanmin(np.r_[ll, el]), np.nanmax(np.r_[ll, el])
+    n_levels = getattr(result, "n_levels", None)
+    D = getattr(result, "n_features", None)
+    bpp = n_levels is not None and D is not None and all(
+        getattr(r, "bits_per_pixel", None) is not None for r in rows)
+    if bpp:
+        def to_bits(v, r):   # −(log P bound)/(D log 2); dequantised rows pay D log K (Theis et al. 2016)
+            shift = D * np.log(n_levels) if getattr(r, "space", "dequantised") == "dequantised" else 0.0
+            return -(v - shift) / (D * np.log(2))
+        ll = np.array([to_bits(v, r) for v, r in zip(ll, rows)])
+        el = np.array([to_bits(v, r) for v, r in zip(el, rows)])
+        xlabel = "bits per pixel of the raw levels (a bound; lower is better)"
+        lab_ll, lab_el = "from test log p(x) (exact, IWAE or plug-in)", "from test ELBO"
+    else:
+        xlabel = "mean nats per sample (higher is better)"
+        lab_ll, lab_el = "test log p(x) (exact, IWAE or plug-in)", "test ELBO"
+    finite = np.isfinite(np.r_[ll, el])
+    lo, hi = np.min(np.r_[ll, el][finite]), np.max(np.r_[ll, el][finite])
     pad = 0.08 * (hi - lo if hi > lo else 1.0)
     left = lo - pad
-    ax.barh(y - 0.2, ll - left, 0.4, left=left, color="C3", label="test log p(x) (exact, IWAE or plug-in)")
-    ax.barh(y + 0.2, el - left, 0.4, left=left, color="C0", label="test ELBO")
+    ax.barh(y - 0.2, ll - left, 0.4, left=left, color="C3", label=lab_ll)
+    ax.barh(y + 0.2, el - left, 0.4, left=left, color="C0", label=lab_el)
     for yi, v in zip(y, ll):
-        ax.annotate(f"{v:.1f}", (v, yi - 0.2), textcoords="offset points", xytext=(3, -3), fontsize=7)
+        ax.annotate(f"{v:.3f}" if bpp else f"{v:.1f}", (v, yi - 0.2), textcoords="offset points",
+                    xytext=(3, -3), fontsize=7)
     ax.set_xlim(left, hi + 3 * pad)
     ax.set_yticks(y, [r.name for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(f"mean nats per sample (higher is better; axis starts at {left:.1f}, not 0)")
-    ax.set_title(f"The chain on {result.data}; L = {result.n_components}")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2, fontsize=8, frameon=False)
-    gap = ll - el
+    ax.set_xlabel(f"{xlabel}; axis starts at {left:.2f}, not 0")
+    ax.set_title(f"The chain on {result.data}; L = {result.n_components}", fontsize=10)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.07), ncol=2, fontsize=8, frameon=False)
+    gap = np.array([r.test_log_lik - r.test_elbo for r in rows], float)
     axg.barh(y, gap, 0.5, color=np.where(gap >= 0, "C2", "C1"))
     axg.axvline(0, color="k", lw=0.8)
     for yi, g in zip(y, gap):
@@ -472,16 +492,16 @@ def chain_bars(result):
     axg.set_yticks(y, [""] * len(rows))
     axg.invert_yaxis()
     gmax = np.nanmax(np.abs(gap)) if np.isfinite(gap).any() else 1.0
-    axg.set_xlim(min(0.0, np.nanmin(gap)) - 0.05 * gmax, 1.25 * gmax)
-    axg.set_xlabel("gap = log p(x) − ELBO (nats)")
-    axg.set_title("what the approximate q costs")
+    axg.set_xlim(min(0.0, np.nanmin(gap)) - 0.05 * gmax, 1.3 * gmax)
+    axg.set_xlabel("gap = log p(x) − ELBO (nats per sample)")
+    axg.set_title("what the approximate q costs", fontsize=10)
     return fig
 
 
 def make_all(out="figures", *, quick=False, progress=None) -> list:
     """Fit what every figure needs and write them all as PNGs into ``out``. Returns the paths."""
-    from .chain import chain_data, run_chain
-    from .datasets import load_digits, make_fa_data, make_ppca_data
+    from .chain import chain_inputs, run_chain
+    from .datasets import binarize, load_digits, make_fa_data, make_ppca_data
     from .fa import FactorAnalysis
     from .vae import VAE
     from .vi import VBPCA
@@ -499,8 +519,8 @@ def make_all(out="figures", *, quick=False, progress=None) -> list:
     X, _ = make_fa_data(300, 8, 2, random_state=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fa = FactorAnalysis(2, accelerate=False, polish=False, init="random", max_iter=12,
-                            random_state=3).fit(X)
+        fa = FactorAnalysis(2, accelerate=False, polish=False, init="random", n_init=1,
+                            max_iter=12, random_state=3).fit(X)
     save(em_elbo(fa.history_, getattr(fa, "history_steps_", None)), "em_elbo.png")
     say("PPCA as sigma^2 -> 0 ...")
     Xp, _ = make_ppca_data(400, 10, 2, sigma2=0.5, random_state=0)
@@ -510,9 +530,9 @@ def make_all(out="figures", *, quick=False, progress=None) -> list:
     say("VB-PCA with ARD ...")
     Xv, _ = make_ppca_data(500, 10, 3, sigma2=0.1, random_state=0)
     save(vbpca_ard(VBPCA(9, random_state=0).fit(Xv), true_dim=3), "vbpca_ard.png")
-    say("a 2-D VAE on the digits ...")
+    say("a 2-D VAE on the binarised digits ...")
     pixels, y = load_digits()
-    Xd = pixels / 16.0
+    Xd = binarize(pixels / 16.0, random_state=0)   # a Bernoulli decoder's data: log p(x) is a probability
     vae = VAE(2, hidden=(256,), activation="relu", batch_size=64, learning_rate=2e-3,
               random_state=0).fit(Xd, 8 if quick else 150)
     save(vae_latent_space(vae, Xd, y), "vae_latent_space.png")
@@ -520,7 +540,6 @@ def make_all(out="figures", *, quick=False, progress=None) -> list:
     say("score-function vs pathwise gradients ...")
     save(gradient_variance(n_samples=5000 if quick else 100_000), "gradient_variance.png")
     say("the chain ...")
-    Xc, desc = chain_data("digits", random_state=0)
-    save(chain_bars(run_chain(Xc, n_components=10, vae_epochs=15 if quick else 150,
-                              quick=quick, data_name=desc)), "chain.png")
+    save(chain_bars(run_chain(**chain_inputs("digits", random_state=0), n_components=10,
+                              vae_epochs=15 if quick else 150, quick=quick)), "chain.png")
     return written

@@ -85,3 +85,15 @@ def test_chain_figure_is_not_zero_based_and_has_a_gap_panel():
     widths = sorted(p.get_width() for p in axg.patches)
     np.testing.assert_allclose(widths, [0.0, 3.3], atol=1e-12)   # the gaps log p − ELBO
     assert ax.get_legend() is not None
+
+
+def test_chain_figure_puts_continuous_and_discrete_rows_on_one_bits_per_pixel_scale():
+    from types import SimpleNamespace as NS
+    rows = [NS(name="FA", test_log_lik=45.0, test_elbo=45.0, bits_per_pixel=3.07, space="dequantised"),
+            NS(name="cat", test_log_lik=-95.0, test_elbo=-97.0, bits_per_pixel=2.14, space="discrete")]
+    fig = plots.chain_bars(NS(rows=rows, data="toy", n_components=2, n_levels=17, n_features=64))
+    ax = fig.axes[0]
+    ends = sorted(p.get_x() + p.get_width() for p in ax.patches[:2])    # the log p(x) bars
+    expected = sorted([-(45.0 - 64 * np.log(17)) / (64 * np.log(2)), 95.0 / (64 * np.log(2))])
+    np.testing.assert_allclose(ends, expected, rtol=1e-12)
+    assert "bits per pixel" in ax.get_xlabel()

@@ -24,12 +24,22 @@ For f(x) = (x − k)² the single-sample variances have closed forms. With d = �
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .validation import check_int, check_positive, check_random_state
 
 __all__ = ["score_function_gradients", "pathwise_gradients", "quadratic_exact_variances",
            "quadratic"]
+
+
+def _check_mu(mu) -> float:
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real):
+        raise TypeError(f"mu must be a real number, got {mu!r}")
+    if not np.isfinite(mu):
+        raise ValueError(f"mu must be finite, got {mu}")
+    return float(mu)
 
 
 def quadratic(k: float):
@@ -43,6 +53,7 @@ def score_function_gradients(f, mu: float, sigma: float, n_samples: int, random_
     Each row is ``f(x) · ((x − μ)/σ², ((x − μ)² − σ²)/σ³)`` for one draw x ~ N(μ, σ²).
     Returns an array of shape (n_samples, 2).
     """
+    mu = _check_mu(mu)
     sigma = check_positive(sigma, "sigma")
     n = check_int(n_samples, "n_samples")
     rng = check_random_state(random_state)
@@ -57,6 +68,7 @@ def pathwise_gradients(df, mu: float, sigma: float, n_samples: int, random_state
 
     Returns an array of shape (n_samples, 2).
     """
+    mu = _check_mu(mu)
     sigma = check_positive(sigma, "sigma")
     n = check_int(n_samples, "n_samples")
     rng = check_random_state(random_state)

@@ -34,6 +34,11 @@ def test_exact_variances_at_mu_sigma_one():
     np.testing.assert_allclose(v["pathwise"], [4.0, 12.0])
 
 
-def test_bad_sigma():
+def test_bad_sigma_and_mu():
     with pytest.raises(ValueError, match="sigma"):
         pathwise_gradients(lambda x: x, 0.0, -1.0, 10)
+    for f in (pathwise_gradients, score_function_gradients):
+        with pytest.raises(ValueError, match="mu"):
+            f(lambda x: x, float("nan"), 1.0, 10)
+        with pytest.raises(TypeError, match="mu"):
+            f(lambda x: x, "0", 1.0, 10)

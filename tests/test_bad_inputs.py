@@ -841,3 +841,73 @@ def test_cli_refuses_bad_arguments_before_any_work(case, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2, (code, err)
     assert name in err, err
+
+
+# ------------------------------------------------------------------------------------------------
+# the VAE's likelihoods: data outside a likelihood's support, and the float32 range
+# ------------------------------------------------------------------------------------------------
+
+def _pixels():
+    return lm.load_digits()[0][:60]
+
+
+def _gauss(scale):
+    return np.random.default_rng(0).standard_normal((50, 5)) * scale
+
+
+VAE_SUPPORT = {
+    # case: (VAE settings, data, expected exception)
+    "bernoulli_on_0..16": (dict(), _pixels, ValueError),
+    "bernoulli_negative": (dict(), lambda: _pixels() / 16 - 0.5, ValueError),
+    "categorical_non_integer": (dict(likelihood="categorical", n_levels=17),
+                                lambda: _pixels() + 0.5, ValueError),
+    "categorical_level_too_high": (dict(likelihood="categorical", n_levels=17),
+                                   lambda: _pixels() + 1, ValueError),
+    "categorical_negative": (dict(likelihood="categorical", n_levels=17),
+                             lambda: _pixels() - 1, ValueError),
+    "continuous_bernoulli_on_0..16": (dict(likelihood="continuous_bernoulli"), _pixels, ValueError),
+    "float32_underflow": (dict(likelihood="gaussian"), lambda: _gauss(1e-200), ValueError),
+    "float32_overflow": (dict(likelihood="gaussian"), lambda: _gauss(1e200), ValueError),
+    "float32_squares_overflow": (dict(likelihood="gaussian"), lambda: _gauss(1e30), ValueError),
+}
+
+
+@pytest.mark.parametrize("case", list(VAE_SUPPORT))
+def test_vae_refuses_data_outside_its_likelihoods_support(case):
+    kw, make_X, exc = VAE_SUPPORT[case]
+    m = lm.VAE(2, hidden=(4,), random_state=0, **kw)
+    msg = _raises(exc, "X", lambda a: m.fit(a, 1), make_X())
+    assert "NaN" not in msg                     # says what is wrong, not a later symptom
+
+
+def test_bernoulli_on_grey_levels_warns_that_it_is_not_a_log_probability():
+    with pytest.warns(UserWarning, match="Bernoulli"):
+        lm.VAE(2, hidden=(4,), random_state=0).fit(_pixels() / 16, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# warnings point at the user's call, not at library lines (so Python shows each one every time)
+# ------------------------------------------------------------------------------------------------
+
+def _heywood_fa():
+    # a feature that is (almost) a copy of another: its uniqueness goes to the bound
+    X = _data()
+    X = np.column_stack([X, X[:, 0] + 1e-9 * np.arange(N)])
+    lm.FactorAnalysis(2).fit(X)
+
+
+WARNING_CALLS = {
+    "FactorAnalysis_heywood": _heywood_fa,
+    "VAE_bernoulli_grey": lambda: lm.VAE(2, hidden=(4,), random_state=0).fit(_pixels() / 16, 1),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNING_CALLS))
+def test_warnings_are_attributed_to_the_callers_line(case):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        WARNING_CALLS[case]()
+    ours = [w for w in caught if issubclass(w.category, UserWarning)]
+    assert ours, "expected a warning"
+    for w in ours:
+        assert w.filename == __file__, (w.filename, str(w.message)[:80])

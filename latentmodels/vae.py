@@ -192,7 +192,15 @@ class VAE(Estimator):
 
     # ---- configuration -----------------------------------------------------------------------
     def _config(self) -> dict:
-        cfg = {k: getattr(self, k) for k in self._param_names() if k != "random_state"}
+        cfg = {}
+        for k in self._param_names():
+            value = getattr(self, k)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = int(value)          # NumPy integers are not JSON-serialisable
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+                value = float(value)
+            cfg[k] = value
+        del cfg["random_state"]
         cfg["hidden"] = list(_hidden_tuple(self.hidden))
         cfg["dtype"] = np.dtype(self.dtype).name
         return cfg

@@ -253,6 +253,11 @@ def test_save_and_load_round_trip(tmp_path):
     assert w.history_ == v.history_ and w.likelihood == "gaussian"
     w.fit(X, 1)  # training continues
     assert len(w.history_) == len(v.history_) + 1
+    # NumPy scalars as hyper-parameters (as GridSearchCV passes them) save too
+    u = VAE(np.int64(2), hidden=(np.int64(3),), learning_rate=np.float64(1e-2), random_state=0).fit(
+        (X > 0).astype(float), 1)
+    u.save(path)
+    assert VAE.load(path).n_latent == 2
 
 
 def test_log_variances_are_clamped_so_nothing_overflows():

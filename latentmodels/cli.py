@@ -38,6 +38,18 @@ def _validate_chain(parser, args) -> None:
             parser.error(f"argument --json: the directory {folder!r} is not writable")
 
 
+def _validate_figures(parser, args) -> None:
+    """The output folder must be a directory we can create or write into (exit status 2)."""
+    path = os.path.abspath(args.out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        parser.error(f"argument --out: {args.out!r} exists and is not a directory")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        parser.error(f"argument --out: cannot create a folder inside {existing!r}")
+
+
 def _chain(args) -> int:
     from .chain import Z_SE, chain_inputs, run_chain
 
@@ -136,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Regenerate every figure of the README and the notebooks.")
     f.add_argument("--out", default="figures", help="output folder (default figures/)")
     f.add_argument("--quick", action="store_true", help="fewer training steps (for tests)")
-    f.set_defaults(func=_figures, validate=None)
+    f.set_defaults(func=_figures, validate=_validate_figures)
     parser.commands = {"chain": p, "figures": f}    # for errors reported by the right subparser
     return parser
 

@@ -820,6 +820,8 @@ CLI_CASES = {
     "format_unknown": (["chain", "--format", "html"], "--format"),
     "unknown_option": (["chain", "--frobnicate"], "--frobnicate"),
     "no_command": ([], "command"),
+    "figures_out_is_a_file": (["figures", "--out", __file__], "--out"),
+    "figures_out_under_a_file": (["figures", "--out", __file__ + "/figs"], "--out"),
     "unknown_command": (["train"], "train"),
 }
 
@@ -833,6 +835,8 @@ def test_cli_refuses_bad_arguments_before_any_work(case, capsys, monkeypatch):
         raise AssertionError("the chain started before the arguments were validated")
 
     monkeypatch.setattr(chain_module, "run_chain", no_work)
+    from latentmodels import plots
+    monkeypatch.setattr(plots, "make_all", no_work)
     argv, name = CLI_CASES[case]
     try:
         code = main(argv)

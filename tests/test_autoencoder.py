@@ -26,13 +26,33 @@ def test_autoencoder_gradients(hidden):
     assert max(errs.values()) < 1e-7
 
 
-def test_decoder_outputs_lie_on_the_learned_manifold():
-    # a linear decoder maps any code into its L-dimensional column space
-    X, _ = make_ppca_data(300, 6, 2, random_state=1)
-    ae = Autoencoder(2, random_state=0).fit(X - X.mean(0), 500)
-    out = ae.decode(np.random.default_rng(0).standard_normal((50, 2)) * 10)
-    B = ae.decoder_subspace()
-    # after removing the bias, outputs are in span(B)
-    proj = (out - ae.decoder.linears()[0].params["b"])
-    P = B @ np.linalg.pinv(B)
-    np.testing.assert_allclose(proj @ P.T, proj, atol=1e-8)
+def test_linear_autoencoder_reconstructs_as_the_pca_projection():
+    """At the optimum of the squared error the reconstruction is the orthogonal projection onto
+    the principal subspace (Baldi & Hornik 1989), whatever the (non-orthogonal) encoder: compared
+    with PCA's own projection, a second method. Un-centred data: the biases must learn the mean."""
+    X, _ = make_ppca_data(400, 6, 2, sigma2=0.2, random_state=2)
+    ae = Autoencoder(2, learning_rate=1e-2, random_state=0).fit(X, 3000)
+    ref = pca(X, 2).reconstruct(X)
+    err = np.abs(ae.reconstruct(X) - ref).max()
+    # the discarded variance is ~0.2 per direction; an error of 1e-3 is 0.5% of one noise s.d.
+    assert err < 1e-3, err
+    # and a wrong subspace (PCA with one component) is far from it: the test can fail
+    assert np.abs(pca(X, 1).reconstruct(X) - ref).max() > 0.1
+
+
+def test_autoencoder_settings_are_checked_at_fit_and_stored_unchanged():
+    from latentmodels.validation import NotFittedError
+
+    ae = Autoencoder(2, hidden=[3], batch_size=-1, optimizer="rmsprop", dtype=int)
+    assert ae.hidden == [3] and ae.batch_size == -1 and ae.get_params()["optimizer"] == "rmsprop"
+    X = np.random.default_rng(0).standard_normal((20, 4))
+    with pytest.raises(NotFittedError):
+        ae.transform(X)
+    for bad, match in ((dict(batch_size=-1), "batch_size"), (dict(optimizer="rmsprop"), "optimizer"),
+                       (dict(dtype=int), "dtype"), (dict(learning_rate=float("nan")), "learning_rate")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            Autoencoder(2, **bad).fit(X, 1)
+    ok = Autoencoder(2, hidden=[3], batch_size=5, random_state=0).fit(X, 2)
+    assert len(ok.history_) == 2 and np.all(np.isfinite(ok.history_))
+    # score is minus the mean squared reconstruction error, computed here directly
+    assert -ok.score(X) == pytest.approx(np.mean(np.sum((ok.reconstruct(X) - X) ** 2, axis=1)))

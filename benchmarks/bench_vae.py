@@ -1,6 +1,6 @@
 """Time one VAE training epoch of latentmodels against the same model in PyTorch (CPU), in one run.
 
-    python benchmarks/bench_vae.py [--repeats 3] [--n 60000] [--variants]
+    python benchmarks/bench_vae.py [--repeats 3] [--n 60000] [--variants | --grid]
 
 The model is the PyTorch-examples VAE: 784-400-20 encoder with ReLU, 20-400-784 decoder, Bernoulli
 likelihood, Adam with learning rate 1e-3, batch 128, one ε draw per row, float32. Data: 60000×784
@@ -33,7 +33,7 @@ def make_binary_images(n=60000, seed=0):
     return (rng.uniform(size=(n, 784)) < 0.9 * big[idx] + 0.02).astype(np.float32)
 
 
-def torch_epoch_runner(X, seed=0):
+def torch_epoch_runner(X, seed=0, hidden=400, batch=128):
     import torch
     from torch import nn
 
@@ -42,11 +42,11 @@ def torch_epoch_runner(X, seed=0):
     class TorchVAE(nn.Module):
         def __init__(self):
             super().__init__()
-            self.enc = nn.Linear(784, 400)
-            self.mu = nn.Linear(400, 20)
-            self.logvar = nn.Linear(400, 20)
-            self.dec = nn.Linear(20, 400)
-            self.out = nn.Linear(400, 784)
+            self.enc = nn.Linear(784, hidden)
+            self.mu = nn.Linear(hidden, 20)
+            self.logvar = nn.Linear(hidden, 20)
+            self.dec = nn.Linear(20, hidden)
+            self.out = nn.Linear(hidden, 784)
 
         def forward(self, x):
             h = torch.relu(self.enc(x))
@@ -64,8 +64,8 @@ def torch_epoch_runner(X, seed=0):
     def epoch():
         perm = torch.randperm(data.shape[0])
         total = 0.0
-        for s in range(0, data.shape[0], 128):
-            xb = data[perm[s:s + 128]]
+        for s in range(0, data.shape[0], batch):
+            xb = data[perm[s:s + batch]]
             opt.zero_grad()
             loss = model(xb)
             loss.backward()
@@ -84,14 +84,40 @@ VARIANTS = {
 }
 
 
+def grid(X, repeats):
+    """Issue 14's table: median epoch times (ours, PyTorch) and their ratio for batch 32, 128, 512
+    and hidden 400, 1024, runs alternating within each cell."""
+    print(f"{'hidden':>6s} {'batch':>5s} {'ours (s)':>9s} {'PyTorch (s)':>11s} {'ratio':>6s}")
+    for hidden in (400, 1024):
+        for batch in (32, 128, 512):
+            ours = VAE(20, hidden=(hidden,), batch_size=batch, learning_rate=1e-3,
+                       dtype=np.float32, random_state=0).initialize(784, X)
+            theirs, _ = torch_epoch_runner(X, hidden=hidden, batch=batch)
+            a, b = [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                ours.fit(X, 1)
+                a.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                theirs()
+                b.append(time.perf_counter() - t)
+            print(f"{hidden:6d} {batch:5d} {np.median(a):9.2f} {np.median(b):11.2f} "
+                  f"{np.median(a) / np.median(b):6.2f}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n", type=int, default=60000)
     ap.add_argument("--variants", action="store_true",
                     help="also time the IWAE (K=5), IAF and planar-flow epochs against the plain one")
+    ap.add_argument("--grid", action="store_true",
+                    help="issue 14's table: batch 32/128/512 x hidden 400/1024 against PyTorch")
     args = ap.parse_args(argv)
     X = make_binary_images(args.n)
+    if args.grid:
+        grid(X, args.repeats)
+        return
     kw = dict(hidden=(400,), activation="relu", likelihood="bernoulli", batch_size=128,
               learning_rate=1e-3, optimizer="adam", dtype=np.float32, random_state=0)
     runners = {"latentmodels": VAE(20, **kw).initialize(784, X)}

@@ -379,7 +379,10 @@ def decoder_log_lik(model, X, Z) -> np.ndarray:
 
 
 def _decoder_ll_grad(model, X, Z):
-    from .vae import LOGVAR_MAX, LOGVAR_MIN
+    public = getattr(model, "decoder_log_lik_and_grad", None)
+    if public is not None:
+        return public(X, Z)
+    from .vae import LOGVAR_MAX, LOGVAR_MIN  # the same backward pass, for VAEs without the method
     Z = Z.astype(X.dtype, copy=False)
     out, lvx, rawx = model._decode(Z)
     ll, g_out, g_lvx = model._lik.forward_backward(X, out, lvx)
@@ -492,10 +495,10 @@ def iwae_rows(model, X, n_importance: int = 1000, q: GaussianQ | None = None, ra
     K = check_int(n_importance, "n_importance")
     rng = check_random_state(random_state)
     if q is None:
-        rows = getattr(model, "_log_likelihood_rows", None)
-        if rows is not None:
-            return np.asarray(rows(X, K, rng), dtype=np.float64)
-        return np.asarray(model.score_samples(X, n_importance=K, random_state=rng), dtype=np.float64)
+        score = getattr(model, "score_samples", None)
+        if score is not None:
+            return np.asarray(score(X, n_importance=K, random_state=rng), dtype=np.float64)
+        return np.asarray(model._log_likelihood_rows(X, K, rng), dtype=np.float64)
     if q.mean.shape != (X.shape[0], model.n_latent):
         raise ValueError(f"q has means of shape {q.mean.shape}, expected {(X.shape[0], model.n_latent)}")
     N = X.shape[0]

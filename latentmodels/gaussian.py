@@ -36,6 +36,9 @@ __all__ = [
     "kl_diag",
     "kl_to_standard",
     "entropy",
+    "capacitance",
+    "kl_to_standard_terms",
+    "expected_diag_loglik",
 ]
 
 
@@ -81,21 +84,46 @@ def diag_logpdf(X: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return -0.5 * np.sum(LOG_2PI + np.log(var) + r * r / var, axis=-1)
 
 
+def capacitance(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The L×L "capacitance" ``M = I + Wᵀ Ψ⁻¹ W`` of ``C = W Wᵀ + Ψ``, as its Cholesky factor.
+
+    This is the one place in the package that forms M (Bishop PRML eqs. 12.41, 12.68, C.7):
+    the FA/PPCA posterior is ``N(M⁻¹ Wᵀ Ψ⁻¹ (x − μ), M⁻¹)``, ``C⁻¹ = Ψ⁻¹ − Ψ⁻¹ W M⁻¹ Wᵀ Ψ⁻¹``
+    and ``log|C| = log|Ψ| + log|M|``. Returns ``(L_M, Ψ⁻¹ W)`` with ``M = L_M L_Mᵀ``.
+    """
+    Wp = W / psi[:, None]
+    LM = cholesky(np.eye(W.shape[1]) + W.T @ Wp, "I + W^T Psi^-1 W")
+    return LM, Wp
+
+
 def lowrank_logpdf(X: np.ndarray, mean: np.ndarray, W: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Row-wise ``log N(x | mean, W Wᵀ + diag(psi))`` by Woodbury, in O(N D L) after O(D L²).
 
     Bishop PRML eq. 12.35 (FA/PPCA marginal) with C⁻¹ and log|C| from eqs. C.7 and C.14:
-    ``(x−μ)ᵀ C⁻¹ (x−μ) = ‖r‖²_Ψ⁻¹ − ‖L_M⁻¹ Wᵀ Ψ⁻¹ r‖²`` with ``M = I + WᵀΨ⁻¹W = L_M L_Mᵀ``.
+    ``(x−μ)ᵀ C⁻¹ (x−μ) = ‖r‖²_Ψ⁻¹ − ‖L_M⁻¹ Wᵀ Ψ⁻¹ r‖²`` with ``M = I + WᵀΨ⁻¹W = L_M L_Mᵀ``
+    (:func:`capacitance`).
     """
     X = np.atleast_2d(X)
-    D, n_comp = W.shape
+    D = W.shape[0]
     R = X - mean
-    Wp = W / psi[:, None]
-    LM = cholesky(np.eye(n_comp) + W.T @ Wp, "I + W^T Psi^-1 W")
+    LM, Wp = capacitance(W, psi)
     A = linalg.solve_triangular(LM, (R @ Wp).T, lower=True, check_finite=False)
     quad = np.sum(R * R / psi, axis=1) - np.sum(A * A, axis=0)
     log_det = np.sum(np.log(psi)) + logdet(LM, is_cholesky=True)
     return -0.5 * (D * LOG_2PI + log_det + quad)
+
+
+def expected_diag_loglik(R: np.ndarray, psi: np.ndarray, W: np.ndarray, mean_cov: np.ndarray) -> float:
+    """``E_q[log N(x_n | W z_n + μ, diag ψ)]`` averaged over rows, for q(z_n) = N(m_n, Σ_n).
+
+    With residuals ``r_n = x_n − μ − W m_n`` (rows of ``R``) and ``Σ̄`` the row-average of Σ_n
+    (Bishop PRML eq. 12.53 written for a general Gaussian q):
+    ``−½ [D log 2π + log|Ψ| + mean_n r_nᵀ Ψ⁻¹ r_n + tr(Wᵀ Ψ⁻¹ W Σ̄)]``. The trace is linear in
+    Σ_n, so the average covariance is enough here (not in the KL, whose log-det is not linear).
+    """
+    D = W.shape[0]
+    quad = float(np.mean(np.sum(R * R / psi, axis=1))) + float(np.sum((W.T @ (W / psi[:, None])) * mean_cov))
+    return -0.5 * (D * LOG_2PI + float(np.sum(np.log(psi))) + quad)
 
 
 def kl(m1: np.ndarray, S1: np.ndarray, m0: np.ndarray, S0: np.ndarray) -> np.ndarray:
@@ -131,7 +159,17 @@ def kl_to_standard(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """
     k = cov.shape[-1]
     tr = np.trace(cov, axis1=-2, axis2=-1)
-    return 0.5 * (tr + np.sum(mean * mean, axis=-1) - k - logdet(cov))
+    return kl_to_standard_terms(tr, np.sum(mean * mean, axis=-1), logdet(cov), k)
+
+
+def kl_to_standard_terms(trace, sq_norm, log_det, k: int):
+    """``KL(N(m, Σ) ‖ N(0, I_k)) = ½ [tr Σ + ‖m‖² − k − log|Σ|]`` from its three statistics.
+
+    The one place the formula is written (Bishop PRML ex. 2.13 with S0 = I). It is linear in
+    ``tr Σ``, ``‖m‖²`` and ``log|Σ|``, so the row-average of the KLs is this formula applied to
+    the row-averages of the three statistics — the mean of ``log|Σ_n|``, never ``log|mean Σ_n|``.
+    """
+    return 0.5 * (trace + sq_norm - k - log_det)
 
 
 def entropy(cov: np.ndarray) -> np.ndarray:
@@ -197,9 +235,9 @@ class GaussianQ:
 
     def kl_to_standard(self) -> float:
         """``KL(q(z_n) ‖ N(0, I))`` averaged over rows, in nats."""
-        L = self.n_components
-        tr = np.trace(self.mean_cov())
-        return 0.5 * (tr + float(np.mean(np.sum(self.mean ** 2, axis=1))) - L - self.mean_logdet())
+        return float(kl_to_standard_terms(np.trace(self.mean_cov()),
+                                          float(np.mean(np.sum(self.mean ** 2, axis=1))),
+                                          self.mean_logdet(), self.n_components))
 
     def sample(self, random_state=None, n_samples: int | None = None) -> np.ndarray:
         """Draws z ~ q: (N, L), or (n_samples, N, L) when ``n_samples`` is given."""

@@ -13,7 +13,9 @@ the loop EM uses, which records the ELBO after each factor and raises if one eve
 - :class:`NormalGammaVI`: the univariate Gaussian with unknown mean and precision (Bishop 10.1.3).
 - :class:`MeanFieldGaussian`: a factorised approximation of a correlated Gaussian (Bishop 10.1.2).
 - :func:`mean_field_q`: a factorised q(z|x) for a fitted FA/PPCA model — the bridge from EM to VI.
-- :class:`VBPCA`: variational Bayesian PCA with automatic relevance determination (Bishop 1999).
+
+Variational Bayesian PCA lives in :mod:`latentmodels.vbpca` (re-exported here as ``VBPCA`` for
+older callers).
 """
 
 from __future__ import annotations
@@ -25,38 +27,23 @@ from . import gaussian as gs
 from .elbo import ELBO, coordinate_ascent
 from .gaussian import GaussianQ
 from .validation import (
+    Estimator,
     check_array,
     check_fitted,
     check_int,
-    check_n_components,
-    check_n_features,
     check_positive,
     check_random_state,
 )
+from .vbpca import VBPCA, gamma_entropy, kl_gamma  # noqa: F401  (VBPCA: compatibility re-export)
 
 __all__ = ["NormalGammaVI", "MeanFieldGaussian", "mean_field_q", "VBPCA", "kl_gamma"]
-
-
-def kl_gamma(a_q, b_q, a_p, b_p):
-    """``KL(Gam(a_q, b_q) ‖ Gam(a_p, b_p))``, shape–rate parametrisation.
-
-    ``(a_q − a_p) ψ(a_q) − lnΓ(a_q) + lnΓ(a_p) + a_p (ln b_q − ln b_p) + a_q (b_p − b_q)/b_q``
-    (e.g. Penny 2001, "KL-divergences of Normal, Gamma, Dirichlet and Wishart densities").
-    """
-    return ((a_q - a_p) * special.digamma(a_q) - special.gammaln(a_q) + special.gammaln(a_p)
-            + a_p * (np.log(b_q) - np.log(b_p)) + a_q * (b_p - b_q) / b_q)
-
-
-def gamma_entropy(a, b):
-    """Entropy of Gam(a, b) (rate b): ``a − ln b + lnΓ(a) + (1 − a) ψ(a)`` (Bishop eq. B.31)."""
-    return a - np.log(b) + special.gammaln(a) + (1.0 - a) * special.digamma(a)
 
 
 # --------------------------------------------------------------------------------------------
 # Bishop 10.1.3: the univariate Gaussian
 # --------------------------------------------------------------------------------------------
 
-class NormalGammaVI:
+class NormalGammaVI(Estimator):
     """CAVI for x_n ~ N(μ, τ⁻¹) with prior N(μ | μ0, (λ0 τ)⁻¹) Gam(τ | a0, b0) (Bishop 10.1.3).
 
     The factorised q(μ) q(τ) = N(μ | μ_N, λ_N⁻¹) Gam(τ | a_N, b_N) is updated in turn
@@ -76,17 +63,33 @@ class NormalGammaVI:
 
     def __init__(self, mu0: float = 0.0, lambda0: float = 1.0, a0: float = 1.0, b0: float = 1.0,
                  *, tol: float = 1e-12, max_iter: int = 1000):
-        self.mu0, self.lambda0, self.a0, self.b0 = mu0, lambda0, a0, b0
-        self.tol, self.max_iter = tol, max_iter
+        self.mu0 = mu0
+        self.lambda0 = lambda0
+        self.a0 = a0
+        self.b0 = b0
+        self.tol = tol
+        self.max_iter = max_iter
 
     mu_N_ = None
 
     def _check_x(self, x):
-        return check_array(x, "x", ndim=1, min_samples=1)
+        x = check_array(x, "x", ndim=1, min_samples=1)
+        # the updates need Σ x² and the prior terms μ0²: both must be finite in float64
+        big = float(np.max(np.abs(x)))
+        limit = np.sqrt(np.finfo(float).max / (4.0 * x.size))
+        if big > limit:
+            raise ValueError(
+                f"x has values up to {big:.3g}, too large for the sums of squares this model needs "
+                f"(limit {limit:.3g} for {x.size} samples); rescale x (e.g. divide by its standard "
+                "deviation) and the prior accordingly"
+            )
+        return x
 
     def _check_priors(self):
-        if not np.isfinite(self.mu0):
-            raise ValueError(f"mu0 must be finite, got {self.mu0}")
+        if isinstance(self.mu0, bool) or not isinstance(self.mu0, (int, float, np.number)):
+            raise TypeError(f"mu0 must be a real number, got {self.mu0!r}")
+        if not np.isfinite(self.mu0) or abs(self.mu0) > 1e150:
+            raise ValueError(f"mu0 must be finite and below 1e150 in magnitude, got {self.mu0}")
         for name in ("lambda0", "a0", "b0"):
             check_positive(getattr(self, name), name)
 
@@ -183,7 +186,7 @@ class NormalGammaVI:
 # Bishop 10.1.2: factorised approximation of a correlated Gaussian
 # --------------------------------------------------------------------------------------------
 
-class MeanFieldGaussian:
+class MeanFieldGaussian(Estimator):
     """Approximate p(z) = N(z | μ, Λ⁻¹) by q(z) = ∏_j N(z_j | m_j, s_j) — both ways round.
 
     CAVI minimises KL(q ‖ p) one coordinate at a time (Bishop PRML eqs. 10.12–10.15):
@@ -206,7 +209,9 @@ class MeanFieldGaussian:
                  random_state=None):
         self.mean = mean
         self.precision = precision
-        self.tol, self.max_iter, self.random_state = tol, max_iter, random_state
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
 
     mean_ = None
 
@@ -217,6 +222,13 @@ class MeanFieldGaussian:
         k = mu.size
         if Lam.shape != (k, k):
             raise ValueError(f"precision must be {k}x{k} to match mean, got shape {Lam.shape}")
+        scale = max(float(np.max(np.abs(Lam))), np.finfo(float).tiny)
+        asym = float(np.max(np.abs(Lam - Lam.T)))
+        if asym > 1e-10 * scale:
+            raise ValueError(
+                f"precision must be symmetric (max |P - P.T| = {asym:.3g}); pass (P + P.T) / 2 if "
+                "the asymmetry is round-off"
+            )
         cov = gs.chol_solve(gs.cholesky(Lam, "precision"), np.eye(k))
         rng = check_random_state(self.random_state)
         m = (mu + 3.0 * rng.standard_normal(k) * np.sqrt(np.diag(cov)) if init is None
@@ -278,11 +290,21 @@ def mean_field_q(model, X, *, tol: float = 1e-12, max_iter: int = 1000, init=Non
 
     Returns ``(q, history)``: a diagonal :class:`GaussianQ` and the ELBO after each factor update.
     """
+    from .linear_gaussian import LinearGaussianModel
+
+    if not isinstance(model, LinearGaussianModel):
+        raise TypeError(
+            "model must be a fitted linear-Gaussian model (FactorAnalysis, PPCA or VBPCA), "
+            f"got {type(model).__name__}"
+        )
     X = model._validate_X(X)
     W, psi, mu = model.W_, model.noise_variance(), model.mu_
+    if np.any(psi <= 0):
+        raise ValueError("model has zero noise variance (sigma2_ = 0): its posterior is a point "
+                         "mass and there is no mean-field q to fit")
     L = W.shape[1]
-    Wp = W / psi[:, None]
-    Lam = np.eye(L) + W.T @ Wp
+    LM, Wp = gs.capacitance(W, psi)
+    Lam = LM @ LM.T                        # I + Wᵀ Ψ⁻¹ W
     H = (X - mu) @ Wp                      # rows h(x_n)
     s = 1.0 / np.diag(Lam)
     M = np.zeros_like(H) if init is None else check_array(init, "init").copy()
@@ -298,234 +320,3 @@ def mean_field_q(model, X, *, tol: float = 1e-12, max_iter: int = 1000, init=Non
                                tol=tol, max_iter=max_iter, model_name="mean-field q(z|x)",
                                initial=model.elbo(X, state["q"]).total)
     return GaussianQ.from_diag(M.copy(), s), result.history
-
-
-# --------------------------------------------------------------------------------------------
-# Variational Bayesian PCA with ARD (Bishop 1999)
-# --------------------------------------------------------------------------------------------
-
-class VBPCA:
-    """Variational Bayesian PCA with automatic relevance determination (Bishop 1999; PRML 12.2.3).
-
-    Model: x_n = W z_n + μ + ε_n, z_n ~ N(0, I_L), ε_n ~ N(0, τ⁻¹ I_D), with priors
-    p(W | α) = ∏_i N(w_i | 0, α_i⁻¹ I_D) on the columns w_i (ARD), p(α_i) = Gam(a_α, b_α),
-    p(μ) = N(0, β⁻¹ I), p(τ) = Gam(a_τ, b_τ). The posterior is approximated by
-    q(Z) q(W) q(μ) q(α) q(τ), each factor updated in turn (Bishop 1999, section 3), with
-    ⟨·⟩ expectations under q:
-
-    - q(z_n) = N(m_z_n, Σ_z):  ``Σ_z = (I + ⟨τ⟩⟨WᵀW⟩)⁻¹``,  ``m_z_n = ⟨τ⟩ Σ_z ⟨W⟩ᵀ (x_n − ⟨μ⟩)``
-    - q(μ) = N(m_μ, Σ_μ I):    ``Σ_μ = (β + N⟨τ⟩)⁻¹``,  ``m_μ = ⟨τ⟩ Σ_μ Σ_n (x_n − ⟨W⟩ m_z_n)``
-    - q(W): rows w̃_d ~ N(m_d, Σ_W),
-      ``Σ_W = (diag⟨α⟩ + ⟨τ⟩ Σ_n ⟨z_n z_nᵀ⟩)⁻¹``,  ``m_d = ⟨τ⟩ Σ_W Σ_n m_z_n (x_nd − ⟨μ_d⟩)``
-    - q(α_i) = Gam(a_α + D/2, b_α + ⟨‖w_i‖²⟩/2)
-    - q(τ) = Gam(a_τ + ND/2, b_τ + ½ Σ_n ⟨‖x_n − W z_n − μ‖²⟩)
-
-    with ``⟨WᵀW⟩ = ⟨W⟩ᵀ⟨W⟩ + D Σ_W`` and ``⟨‖w_i‖²⟩ = ‖⟨w_i⟩‖² + D (Σ_W)_ii``. Columns that the data
-    do not support get ⟨α_i⟩ → large and w_i → 0: they switch off.
-
-    ELBO terms (per sample): ``expected_log_lik`` = ⟨log p(X | Z, W, μ, τ)⟩ / N, ``kl_latent`` =
-    KL(q(Z) ‖ p(Z)) / N, ``kl_params`` = [⟨KL(q(W) ‖ p(W|α))⟩_q(α) + KL(q(α)‖p(α)) + KL(q(μ)‖p(μ))
-    + KL(q(τ)‖p(τ))] / N.
-
-    Parameters: ``n_components`` (the maximum L; ARD chooses how many are used), ``tol``,
-    ``max_iter``, ``random_state`` (initial W), hyper-parameters ``a_alpha = b_alpha = a_tau =
-    b_tau = beta = 1e-3`` (broad, as Bishop 1999).
-
-    Attributes: ``W_`` (posterior mean, D×L), ``mu_``, ``alpha_`` (posterior-mean ARD
-    precisions), ``sigma2_`` = 1/⟨τ⟩, ``n_effective_``, ``history_``, ``n_iter_``.
-    """
-
-    def __init__(self, n_components: int = 2, *, tol: float = 1e-9, max_iter: int = 5000,
-                 a_alpha: float = 1e-3, b_alpha: float = 1e-3, a_tau: float = 1e-3,
-                 b_tau: float = 1e-3, beta: float = 1e-3, random_state=None):
-        self.n_components = n_components
-        self.tol, self.max_iter = tol, max_iter
-        self.a_alpha, self.b_alpha, self.a_tau, self.b_tau, self.beta = (
-            a_alpha, b_alpha, a_tau, b_tau, beta)
-        self.random_state = random_state
-
-    W_ = None
-    n_features_in_ = None
-
-    # ---- the factor updates (Bishop 1999, section 3) ------------------------------------------
-    def _E(self):
-        """Current expectations under q that several updates share."""
-        s = self._s
-        D = s["MW"].shape[0]
-        Etau = s["a_tau"] / s["b_tau"]
-        EWtW = s["MW"].T @ s["MW"] + D * s["SW"]
-        return Etau, EWtW
-
-    def _update_Z(self):
-        s = self._s
-        Etau, EWtW = self._E()
-        L = EWtW.shape[0]
-        s["Sz"] = gs.chol_solve(gs.cholesky(np.eye(L) + Etau * EWtW, "q(Z) precision"), np.eye(L))
-        s["Mz"] = Etau * (self._X - s["m_mu"]) @ s["MW"] @ s["Sz"]
-
-    def _update_mu(self):
-        s = self._s
-        N = self._X.shape[0]
-        Etau, _ = self._E()
-        s["S_mu"] = 1.0 / (self.beta + N * Etau)
-        s["m_mu"] = Etau * s["S_mu"] * np.sum(self._X - s["Mz"] @ s["MW"].T, axis=0)
-
-    def _update_W(self):
-        s = self._s
-        N = self._X.shape[0]
-        Etau, _ = self._E()
-        Ezz = N * s["Sz"] + s["Mz"].T @ s["Mz"]
-        Ealpha = s["a_alpha"] / s["b_alpha"]
-        LW = gs.cholesky(np.diag(Ealpha) + Etau * Ezz, "q(W) precision")
-        s["SW"] = gs.chol_solve(LW, np.eye(Ezz.shape[0]))
-        s["MW"] = Etau * gs.chol_solve(LW, s["Mz"].T @ (self._X - s["m_mu"])).T
-
-    def _update_alpha(self):
-        s = self._s
-        D = s["MW"].shape[0]
-        s["a_alpha"] = np.full(s["MW"].shape[1], self.a_alpha + D / 2.0)
-        s["b_alpha"] = self.b_alpha + 0.5 * (np.sum(s["MW"] ** 2, axis=0) + D * np.diag(s["SW"]))
-
-    def _sq_error(self, X, Mz, Sz):
-        """Σ_n ⟨‖x_n − W z_n − μ‖²⟩ under q (Bishop 1999, the q(τ) update)."""
-        s = self._s
-        N, D = X.shape
-        _, EWtW = self._E()
-        Ezz = N * Sz + Mz.T @ Mz
-        Emu2 = N * (s["m_mu"] @ s["m_mu"] + D * s["S_mu"])
-        WMz = Mz @ s["MW"].T
-        return (np.sum(X * X) + Emu2 + np.sum(EWtW * Ezz) + 2 * np.sum(WMz @ s["m_mu"])
-                - 2 * np.sum(X * WMz) - 2 * np.sum(X @ s["m_mu"]))
-
-    def _update_tau(self):
-        s = self._s
-        N, D = self._X.shape
-        s["a_tau"] = self.a_tau + N * D / 2.0
-        s["b_tau"] = self.b_tau + 0.5 * self._sq_error(self._X, s["Mz"], s["Sz"])
-
-    # ---- the ELBO ------------------------------------------------------------------------------
-    def _kl_params_total(self) -> float:
-        """⟨KL(q(W)‖p(W|α))⟩ + KL(q(α)‖p(α)) + KL(q(μ)‖p(μ)) + KL(q(τ)‖p(τ)), in nats (not per N)."""
-        s = self._s
-        D, L = s["MW"].shape
-        Ealpha = s["a_alpha"] / s["b_alpha"]
-        Elogalpha = special.digamma(s["a_alpha"]) - np.log(s["b_alpha"])
-        Ew2 = np.sum(s["MW"] ** 2, axis=0) + D * np.diag(s["SW"])
-        e_log_pW = np.sum(0.5 * D * (Elogalpha - gs.LOG_2PI) - 0.5 * Ealpha * Ew2)
-        h_W = 0.5 * D * (L * (1 + gs.LOG_2PI) + gs.logdet(s["SW"]))
-        kl_W = -e_log_pW - h_W
-        kl_alpha = np.sum(kl_gamma(s["a_alpha"], s["b_alpha"], self.a_alpha, self.b_alpha))
-        kl_mu = 0.5 * (D * self.beta * s["S_mu"] + self.beta * s["m_mu"] @ s["m_mu"] - D
-                       - D * np.log(self.beta * s["S_mu"]))
-        kl_tau = kl_gamma(s["a_tau"], s["b_tau"], self.a_tau, self.b_tau)
-        return float(kl_W + kl_alpha + kl_mu + kl_tau)
-
-    def _elbo_on(self, X, Mz, Sz) -> ELBO:
-        s = self._s
-        N, D = X.shape
-        L = Sz.shape[0]
-        Etau = s["a_tau"] / s["b_tau"]
-        Elogtau = special.digamma(s["a_tau"]) - np.log(s["b_tau"])
-        ell = 0.5 * N * D * (Elogtau - gs.LOG_2PI) - 0.5 * Etau * self._sq_error(X, Mz, Sz)
-        kl_z = 0.5 * (N * np.trace(Sz) + np.sum(Mz * Mz) - N * L - N * gs.logdet(Sz))
-        return ELBO(ell / N, kl_z / N, self._kl_params_total() / N)
-
-    # ---- fitting -----------------------------------------------------------------------------------
-    def fit(self, X, y=None) -> "VBPCA":
-        """Run CAVI over q(Z), q(μ), q(W), q(α), q(τ) until the ELBO settles. Returns self."""
-        X = check_array(X, "X", min_samples=2)
-        N, D = X.shape
-        L = check_n_components(self.n_components, D)
-        for name in ("a_alpha", "b_alpha", "a_tau", "b_tau", "beta"):
-            check_positive(getattr(self, name), name)
-        rng = check_random_state(self.random_state)
-        self._X = X
-        mean = X.mean(axis=0)
-        # initial q: W from the leading principal directions plus noise, τ from the residual
-        _, sv, Vt = np.linalg.svd(X - mean, full_matrices=False)
-        MW = (Vt[:L].T * sv[:L] / np.sqrt(N)) + 0.1 * rng.standard_normal((D, L)) * np.sqrt(
-            np.mean((X - mean) ** 2))
-        var = np.mean((X - mean) ** 2)
-        self._s = {
-            "MW": MW, "SW": np.eye(L) * 1e-3 * var, "m_mu": mean, "S_mu": var / N,
-            "a_alpha": np.full(L, self.a_alpha + D / 2.0),
-            "b_alpha": np.full(L, self.b_alpha) + 0.5 * np.sum(MW ** 2, axis=0),
-            "a_tau": self.a_tau + N * D / 2.0, "b_tau": self.b_tau + N * D * var / 2.0,
-        }
-        blocks = [("q(Z)", self._update_Z), ("q(mu)", self._update_mu), ("q(W)", self._update_W),
-                  ("q(alpha)", self._update_alpha), ("q(tau)", self._update_tau)]
-        objective = lambda: self._elbo_on(X, self._s["Mz"], self._s["Sz"]).total  # noqa: E731
-        result = coordinate_ascent(blocks, objective, tol=check_positive(self.tol, "tol"),
-                                   max_iter=check_int(self.max_iter, "max_iter"),
-                                   model_name="VBPCA")
-        s = self._s
-        self.W_, self.mu_ = s["MW"], s["m_mu"]
-        self.alpha_ = s["a_alpha"] / s["b_alpha"]
-        self.sigma2_ = float(s["b_tau"] / s["a_tau"])
-        norms = np.sum(self.W_ ** 2, axis=0)
-        self.n_effective_ = int(np.sum(norms > 1e-3 * norms.max()))
-        self.history_, self.n_iter_ = result.history, result.n_iter
-        self.converged_ = result.converged
-        self.n_features_in_, self.n_samples_ = D, N
-        del self._X
-        return self
-
-    # ---- the shared interface -------------------------------------------------------------------
-    def _validate_X(self, X):
-        check_fitted(self, ("W_", "n_features_in_"))
-        X = check_array(X, "X")
-        check_n_features(self, X)
-        return X
-
-    def noise_variance(self) -> np.ndarray:
-        return np.full(self.W_.shape[0], self.sigma2_)
-
-    def posterior(self, X) -> GaussianQ:
-        """q(z_n) for new rows with the parameter factors held at their fitted values."""
-        X = self._validate_X(X)
-        s = self._s
-        Etau, EWtW = self._E()
-        L = EWtW.shape[0]
-        Sz = gs.chol_solve(gs.cholesky(np.eye(L) + Etau * EWtW), np.eye(L))
-        return GaussianQ(Etau * (X - s["m_mu"]) @ s["MW"] @ Sz, Sz)
-
-    def transform(self, X) -> np.ndarray:
-        return self.posterior(X).mean
-
-    def elbo(self, X, q: GaussianQ | None = None, include_params: bool = True) -> ELBO:
-        """The ELBO of the Bayesian model on X, per sample, with the fitted q(W, μ, α, τ).
-
-        q(Z) is the optimal one for X (or ``q``). On the training data this is the bound that
-        ``fit`` maximised; on other data it is still a lower bound on that data's log marginal
-        likelihood, log p(X) = log ∫ p(X | θ) p(θ) dθ, since the parameter factors are one
-        admissible choice of q. ``kl_params`` is the parameters' KL divided by ``len(X)``.
-
-        ``include_params=False`` drops that KL: what remains, E_q(θ)[E_q(z)[log p(x|z,θ)] −
-        KL(q(z)‖p(z))], lower-bounds E_q(θ)[log p(x | θ)] and, by Jensen, the log predictive
-        density log ∫ p(x | θ) q(θ) dθ of new data — the comparable number for held-out rows.
-        """
-        X = self._validate_X(X)
-        q = self.posterior(X) if q is None else q
-        e = self._elbo_on(X, q.mean, q.mean_cov())
-        return e if include_params else ELBO(e.expected_log_lik, e.kl_latent, 0.0)
-
-    def log_likelihood(self, X) -> float:
-        """Mean log p(x) per sample with the posterior means plugged in: N(x | ⟨μ⟩, ⟨W⟩⟨W⟩ᵀ + σ²I),
-        σ² = 1/⟨τ⟩. A plug-in value, not the Bayesian marginal likelihood."""
-        X = self._validate_X(X)
-        return float(np.mean(gs.lowrank_logpdf(X, self.mu_, self.W_, self.noise_variance())))
-
-    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Draws from the plug-in generative model (posterior-mean W, μ, σ²)."""
-        check_fitted(self, ("W_",))
-        rng = check_random_state(random_state)
-        n = check_int(n_samples, "n_samples")
-        D, L = self.W_.shape
-        return (rng.standard_normal((n, L)) @ self.W_.T + self.mu_
-                + np.sqrt(self.sigma2_) * rng.standard_normal((n, D)))
-
-    def n_parameters(self) -> int:
-        """Effective parameters of the plug-in model: the switched-on columns only."""
-        D = self.W_.shape[0]
-        k = self.n_effective_
-        return D * k - k * (k - 1) // 2 + D + 1

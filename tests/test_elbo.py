@@ -1,7 +1,10 @@
+import warnings
+
 import numpy as np
 import pytest
 
-from latentmodels import ELBO, ConvergenceWarning, ELBODecreaseError, coordinate_ascent
+from latentmodels.elbo import ELBO, ELBODecreaseError, coordinate_ascent, em_steps, float_error
+from latentmodels.validation import ConvergenceWarning
 
 
 def test_elbo_record_total_and_frozen():
@@ -59,3 +62,73 @@ def test_ascent_warns_at_max_iter():
 def test_ascent_rejects_nan():
     with pytest.raises(FloatingPointError):
         coordinate_ascent([("x", lambda: None)], lambda: float("nan"), tol=1e-9, max_iter=2)
+
+
+# ---- the decrease test, the stopping rule, labelled jumps (issue 8) ------------------------------
+
+def test_a_decrease_within_the_stated_floating_point_error_is_noise():
+    s = {"v": 0.0}
+
+    def down():
+        s["v"] -= 1e-6
+
+    # the objective's own error is 1e-5: a 1e-6 dip is round-off, not a bug
+    res = coordinate_ascent([("down", down)], lambda: s["v"], tol=1e-9, max_iter=3, initial=0.0,
+                            error=lambda: 1e-5, param_change=lambda: 0.0, param_tol=0.0)
+    assert res.converged
+    # the same dip with an error of 1e-8 is a derivation bug
+    s["v"] = 0.0
+    with pytest.raises(ELBODecreaseError, match="floating-point error"):
+        coordinate_ascent([("down", down)], lambda: s["v"], tol=1e-9, max_iter=3, initial=0.0,
+                          error=lambda: 1e-8)
+
+
+def test_convergence_waits_for_the_parameters():
+    # L is flat from the start, but the parameters keep moving by 2^-k: stop only at 2^-k <= 1e-3
+    moves = iter(2.0 ** -np.arange(1, 40))
+    res = coordinate_ascent([("x", lambda: None)], lambda: 5.0, tol=1e-9, max_iter=100,
+                            param_change=lambda: next(moves), param_tol=1e-3)
+    assert res.converged and res.n_iter == 10          # 2^-10 < 1e-3 <= 2^-9
+
+
+def test_jumps_are_labelled_and_checked():
+    s = {"v": 0.0}
+
+    def up():
+        s["v"] += 1.0
+
+    def jump():
+        s["v"] += 0.5
+        return "squarem"
+
+    with pytest.warns(ConvergenceWarning):
+        res = coordinate_ascent([("E", up), ("M", up)], lambda: s["v"], tol=1e-9, max_iter=3,
+                                jump=jump)
+    assert res.steps == ["E", "M", "squarem", "E", "M", "squarem", "E", "M"]
+    assert res.history == [1, 2, 2.5, 3.5, 4.5, 5, 6, 7]
+    assert list(em_steps(res.history, res.steps)) == [1, 2, 3.5, 4.5, 6, 7]
+
+    def bad_jump():
+        s["v"] -= 1.0
+        return "bad"
+
+    with pytest.raises(ELBODecreaseError, match="bad update"):
+        coordinate_ascent([("E", up)], lambda: s["v"], tol=1e-9, max_iter=3, jump=bad_jump)
+
+
+def test_convergence_warning_points_at_the_callers_line():
+    s = {"v": 0.0}
+
+    def up():
+        s["v"] += 1.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coordinate_ascent([("up", up)], lambda: s["v"], tol=1e-9, max_iter=2)
+    assert len(caught) == 1 and caught[0].filename == __file__
+
+
+def test_float_error_is_higham_bound():
+    # n eps sum|x|: a sum of 1e16 and -1e16 plus 1 has error bound ~ 2 n eps 1e16
+    assert float_error(np.array([1e16, -1e16, 1.0]), n_ops=3) == pytest.approx(
+        3 * np.finfo(float).eps * (2e16 + 1))

@@ -2,13 +2,17 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg, optimize, stats
 
-from latentmodels import PPCA, ConvergenceWarning, FactorAnalysis, GaussianQ, make_fa_data
 from latentmodels import gaussian as gs
-from latentmodels.fa import moments
+from latentmodels.datasets import make_fa_data
+from latentmodels.elbo import em_steps
+from latentmodels.fa import FactorAnalysis, joreskog_start, moments
+from latentmodels.gaussian import GaussianQ
+from latentmodels.ppca import PPCA
+from latentmodels.validation import ConvergenceWarning, NotFittedError
 
 
 def reference_ml_psi(S, L, start, min_psi=1e-6):
@@ -54,13 +58,35 @@ def test_em_never_lowers_the_elbo(D, L, N, seed, accelerate):
         seed + 1).standard_normal((D, D))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fa = FactorAnalysis(L, accelerate=accelerate, polish=False, max_iter=300,
+        fa = FactorAnalysis(L, accelerate=accelerate, polish=False, max_iter=150, n_init=1,
                             init="random", random_state=seed).fit(X)
     h = np.asarray(fa.history_)
-    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
+    em = em_steps(fa.history_, fa.history_steps_)
+    assert len(fa.history_steps_) == len(h) and set(fa.history_steps_) <= {"E", "M", "squarem"}
+    assert np.all(np.diff(em) >= -1e-9 * np.abs(em[1:]))
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))    # jumps are kept only when they gain
     # after every E-step the bound is tight: it equals log p(x) of the current parameters,
     # so the values after E-steps are the log-likelihood sequence, and the last one is exact
+    assert fa.history_steps_[-1] == "E"
     assert np.isclose(h[-1], fa.log_likelihood(X), rtol=1e-10)
+
+
+@settings(max_examples=10)
+@given(st.integers(3, 9), st.integers(1, 3), st.integers(0, 10**6))
+def test_default_fit_history_is_monotone_over_em_steps(D, L, seed):
+    # the default fit: Jöreskog start, SQUAREM on, n_init starts, the polish
+    L = min(L, D - 1)
+    X, _ = make_fa_data(150, D, L, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fa = FactorAnalysis(L).fit(X)
+    h = np.asarray(fa.history_)
+    em = em_steps(fa.history_, fa.history_steps_)
+    assert np.all(np.diff(em) >= -1e-9 * np.abs(em[1:]))
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
+    assert set(fa.history_steps_) <= {"E", "M", "squarem", "polish"}
+    assert np.isclose(h[-1], fa.log_likelihood(X), rtol=1e-12)
+    assert np.isclose(fa.log_likelihood_, fa.log_likelihood(X), rtol=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore::latentmodels.ConvergenceWarning")
@@ -171,7 +197,7 @@ def test_fa_beats_ppca_on_heteroscedastic_data():
 def test_fit_covariance_equals_fit_and_works_on_correlations():
     X = make_data(11, 7, 2, 300)
     mu, S = moments(X)
-    a = FactorAnalysis(2).fit(X)
+    a = FactorAnalysis(2).fit(X)   # random_state=None is seed 0: the same starts every time
     b = FactorAnalysis(2).fit_covariance(S, n_samples=300, mean=mu)
     np.testing.assert_allclose(a.psi_, b.psi_, rtol=1e-10)
     assert np.isclose(a.log_likelihood(X), b.log_likelihood(X), rtol=1e-12)
@@ -188,8 +214,13 @@ def test_heywood_warning_names_the_feature():
     z = rng.standard_normal((500, 1))
     X = np.hstack([z, z + 0.5 * rng.standard_normal((500, 1)),
                    z + 0.7 * rng.standard_normal((500, 1)), rng.standard_normal((500, 2))])
-    with pytest.warns(ConvergenceWarning, match=r"psi_\[0\] of feature 0"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fa = FactorAnalysis(1).fit(X)
+    heywood = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(heywood) == 1 and "psi_[0] of feature 0" in str(heywood[0].message)
+    # attributed to the user's call (this file), not to a line inside the package
+    assert heywood[0].filename == __file__
     assert fa.psi_[0] <= 1e-6 * X[:, 0].var() * (1 + 1e-6)
 
 
@@ -220,3 +251,99 @@ def test_n_parameters_counts_free_parameters():
     X = make_data(8, 6, 2, 200)
     assert FactorAnalysis(2).fit(X).n_parameters() == 6 * 2 - 1 + 6 + 6
     assert FactorAnalysis(2, noise="isotropic").fit(X).n_parameters() == 6 * 2 - 1 + 6 + 1
+
+
+# ---- starts, restarts, scale equivariance (issue 8) -----------------------------------------------
+
+def test_joreskog_start_is_rs_formula():
+    # R's factanal: start <- (1 - 0.5 * factors / p) / diag(solve(cmat))
+    X = make_data(2, 7, 2, 200)
+    _, S = moments(X)
+    np.testing.assert_allclose(joreskog_start(S, 2), (1 - 0.5 * 2 / 7) / np.diag(np.linalg.inv(S)),
+                               rtol=1e-12)
+
+
+def test_fit_is_scale_equivariant():
+    X = make_data(12, 6, 2, 300, heywood=True)
+    c = np.array([1e-3, 1.0, 7.0, 1e4, 0.5, 30.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = FactorAnalysis(2).fit(X)
+        b = FactorAnalysis(2).fit(X * c)
+    # ML FA on X diag(c): uniquenesses scale by c², log-likelihood shifts by -Σ log c. The fits
+    # run on the correlation matrix, which agrees to round-off; uniquenesses then agree to the
+    # precision of the optimiser (1e-6 relative: the likelihood is flat near a Heywood case)
+    np.testing.assert_allclose(b.psi_, a.psi_ * c**2, rtol=1e-6)
+    assert np.isclose(b.log_likelihood(X * c), a.log_likelihood(X) - np.sum(np.log(c)),
+                      rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.init_log_likelihoods_, a.init_log_likelihoods_ - np.sum(np.log(c)),
+                               atol=1e-8)
+
+
+def test_every_start_is_reported_and_the_best_kept():
+    X = make_data(13, 8, 3, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fa = FactorAnalysis(3, n_init=5, random_state=1).fit(X)
+        single = FactorAnalysis(3, n_init=1).fit(X)
+    lls = fa.init_log_likelihoods_
+    assert lls.shape == (5,) and fa.best_init_ == int(np.argmax(lls))
+    assert np.isclose(lls.max(), fa.log_likelihood(X), rtol=1e-12)
+    # the first start is the default (Jöreskog) start: the same as a single-start fit
+    assert np.isclose(lls[0], single.log_likelihood(X), rtol=1e-10)
+
+
+def sklearn_fa_test_data(seed):
+    """scikit-learn's test_factor_analysis data: D=5, L=3, n=20 (sklearn/decomposition/tests)."""
+    rng = np.random.RandomState(seed)
+    W = rng.randn(3, 5)
+    h = rng.randn(20, 3)
+    noise = rng.gamma(1, size=5) * rng.randn(20, 5)
+    return h @ W + noise
+
+
+@pytest.mark.parametrize("seed", [15, 98])
+def test_default_fit_reaches_the_best_of_20_random_starts_on_sklearns_data(seed):
+    # seeds 15 and 98 ended 0.12 and 0.32 nats below the best with one start; all 100 seeds
+    # 0..99 were checked when the default n_init was chosen (see the report in issue 8)
+    X = sklearn_fa_test_data(seed)
+    _, S = moments(X)
+    rng = np.random.default_rng(seed)
+    best = -np.inf
+    for _ in range(20):
+        start = np.concatenate([rng.standard_normal(15) * np.sqrt(np.mean(np.diag(S)) / 3),
+                                np.log(np.diag(S) * rng.uniform(0.1, 0.9, 5))])
+        best = max(best, reference_ml_psi(S, 3, start)[1] - 2.5 * np.log(2 * np.pi))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fa = FactorAnalysis(3).fit(X)
+    assert fa.log_likelihood(X) >= best - 1e-8
+
+
+def test_before_fit_every_fitted_only_method_raises_not_fitted():
+    fa = FactorAnalysis(2)
+    X = make_data(1, 4, 2, 20)
+    for call in (fa.n_parameters, fa.noise_variance, fa.get_covariance, lambda: fa.sample(2),
+                 lambda: fa.transform(X), lambda: fa.elbo(X), lambda: fa.log_likelihood(X),
+                 lambda: fa.posterior(X), lambda: fa.score_samples(X)):
+        with pytest.raises(NotFittedError):
+            call()
+
+
+def test_fit_covariance_copies_the_mean_and_the_covariance():
+    X = make_data(4, 5, 2, 200)
+    mu, S = moments(X)
+    m, S2 = mu.copy(), S.copy()
+    fa = FactorAnalysis(2).fit_covariance(S2, 200, mean=m)
+    before = fa.log_likelihood(X)
+    m += 1000.0
+    S2 *= 3.0
+    assert fa.log_likelihood(X) == before
+    assert fa.noise_variance() is not fa.psi_
+
+
+def test_init_stores_arguments_unchanged():
+    args = dict(n_components=3, tol=1e-7, max_iter=50, min_psi=0.005, noise="diagonal",
+                accelerate=False, polish=False, init="random", n_init=2, random_state=5)
+    fa = FactorAnalysis(**args)
+    assert fa.get_params() == args

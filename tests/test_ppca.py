@@ -6,8 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import linalg
 
-from latentmodels import PPCA, ConvergenceWarning, make_ppca_data, pca
-from latentmodels.fa import moments
+from latentmodels.datasets import load_digits, make_ppca_data
+from latentmodels.elbo import em_steps
+from latentmodels.linear_gaussian import moments
+from latentmodels.ppca import PPCA, pca
+from latentmodels.validation import ConvergenceWarning, NotFittedError
 
 
 def data(seed=0, N=400, D=8, L=3, sigma2=0.3):
@@ -61,13 +64,12 @@ def test_fixed_sigma2_em_matches_fixed_sigma2_closed_form():
     assert em.sigma2_ == 0.05 == cf.sigma2_
     assert np.isclose(em.log_likelihood(X), cf.log_likelihood(X), rtol=1e-10)
     assert np.max(linalg.subspace_angles(em.W_, cf.W_)) < 1e-6
-    # The scale of each column converges more slowly: along an eigenvector with eigenvalue λ the
-    # EM map w -> λ w (σ²+w²) / (σ²(σ²+w²) + λw²) has derivative 1 - 2σ²(λ-σ²)/λ² at its fixed
-    # point (≈ 0.992 for the top direction here), so a per-iteration log-likelihood change below
-    # tol leaves a scale error of about sqrt(tol/(1-rate)); 1e-3 bounds it with room.
-    # (singular values of W are the rotation-invariant scales)
+    # EM alone moves the scale of each column at the rate 1 - 2σ²(λ-σ²)/λ² (≈ 0.992 for the top
+    # direction here); the exact scale step in the converged subspace removes that error, so the
+    # singular values of W (its rotation-invariant scales) match the closed form to round-off
     np.testing.assert_allclose(np.linalg.svd(em.W_, compute_uv=False),
-                               np.linalg.svd(cf.W_, compute_uv=False), rtol=1e-3)
+                               np.linalg.svd(cf.W_, compute_uv=False), rtol=1e-9)
+    assert "scale" in em.history_steps_
 
 
 def test_posterior_mean_reconstruction_tends_to_pca_projection():
@@ -117,3 +119,55 @@ def test_rank_deficient_data_is_a_clear_error():
 def test_n_parameters_counts():
     m = PPCA(2).fit(data(6, D=5, L=2))
     assert m.n_parameters() == 5 * 2 - 1 + 5 + 1
+
+
+# ---- EM at any σ² ≥ 0 (issue 8) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("sigma2", [10.0, 1.0, 1e-2, 1e-4, 1e-8, 1e-10, 0.0])
+def test_em_on_the_digits_finds_the_pca_subspace_at_every_sigma2(sigma2):
+    X = load_digits()[0].astype(float)
+    ref = pca(X, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # no ConvergenceWarning, no other warning
+        m = PPCA(5, sigma2=sigma2, method="em", random_state=0).fit(X)
+    assert m.converged_ and m.n_iter_ < m.max_iter
+    assert np.max(linalg.subspace_angles(m.W_, ref.components.T)) < 1e-8
+    em = em_steps(m.history_, m.history_steps_)
+    assert np.all(np.diff(em) >= -1e-9 * np.maximum(1, np.abs(em[1:])))
+    if sigma2 > 0:   # the scale too: W Wᵀ = U (Λ - σ²) Uᵀ of the closed form
+        cf = PPCA(5, sigma2=sigma2).fit(X)
+        np.testing.assert_allclose(np.linalg.svd(m.W_, compute_uv=False),
+                                   np.linalg.svd(cf.W_, compute_uv=False), rtol=1e-8)
+
+
+def test_sigma2_zero_is_roweis_em_for_pca():
+    X = data(7, N=300, D=9, L=3, sigma2=0.3)
+    m = PPCA(3, sigma2=0.0, method="em", random_state=2).fit(X)
+    assert m.sigma2_ == 0.0
+    assert np.max(linalg.subspace_angles(m.W_, pca(X, 3).components.T)) < 1e-9
+    # its objective is -1/2 the mean squared reconstruction error, which the projection attains
+    resid = X - m.reconstruct(X)
+    assert np.isclose(m.history_[-1], -0.5 * np.mean(np.sum(resid**2, axis=1)), rtol=1e-10)
+    proj = pca(X, 3).reconstruct(X)
+    np.testing.assert_allclose(m.reconstruct(X), proj, atol=1e-8)
+    with pytest.raises(ValueError, match="no density"):
+        m.log_likelihood(X)
+
+
+def test_tiny_sigma2_data_fit_by_em():
+    X, _ = make_ppca_data(500, 10, 3, sigma2=1e-10, random_state=0)
+    cf = PPCA(3).fit(X)
+    em = PPCA(3, method="em", random_state=0).fit(X)
+    # log p(x) carries a floating-point error of about D ε tr(S) / σ² nats here (tr(C⁻¹S) is a
+    # sum of terms of size S_dd/σ²); the two fits agree within it
+    _, S = moments(X)
+    bound = 10 * np.finfo(float).eps * np.trace(S) / cf.sigma2_
+    assert abs(em.log_likelihood(X) - cf.log_likelihood(X)) < bound
+    assert np.isclose(em.sigma2_, cf.sigma2_, rtol=1e-4)
+
+
+def test_before_fit_raises_not_fitted():
+    m = PPCA(2)
+    for call in (m.n_parameters, m.noise_variance, m.get_covariance):
+        with pytest.raises(NotFittedError):
+            call()

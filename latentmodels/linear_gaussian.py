@@ -1,0 +1,475 @@
+"""The shared core of factor analysis, PPCA and VB-PCA: the linear-Gaussian latent model.
+
+The generative model (Bishop PRML eqs. 12.31–12.33, 12.64):
+
+    z ~ N(0, I_L),    x | z ~ N(W z + μ, Ψ),    Ψ = diag(ψ_1, …, ψ_D)
+    ⇒ x ~ N(μ, C),    C = W Wᵀ + Ψ                                       (Bishop 12.35–12.36)
+
+FA leaves Ψ diagonal, PPCA sets Ψ = σ² I (Bishop 12.33). The exact posterior is Gaussian
+(Bishop 12.66–12.68; 12.42 for PPCA), with G the posterior covariance:
+
+    G = (I + Wᵀ Ψ⁻¹ W)⁻¹,     E[z | x] = B (x − μ),   B = G Wᵀ Ψ⁻¹,     E[z zᵀ | x] = G + E[z] E[z]ᵀ
+
+Both EM steps depend on the data only through the mean x̄ and the (biased) covariance
+S = (1/N) Σ (x_n − x̄)(x_n − x̄)ᵀ, so after one pass over X each iteration costs O(D² L), whatever
+N is. The sample averages the M-step needs are (1/N) Σ (x_n − x̄) E[z_n]ᵀ = S Bᵀ and
+(1/N) Σ E[z_n z_nᵀ] = G + B S Bᵀ, and the M-step (Bishop 12.69–12.70; 12.56–12.57 for PPCA) is
+
+    W_new = S Bᵀ (G + B S Bᵀ)⁻¹,       Ψ_new = diag(S − W_new B S)    (PPCA: σ² = tr(·)/D).
+
+With Ψ = σ² I the E-step is written ``M = WᵀW + σ² I``, ``B = M⁻¹ Wᵀ``, ``G = σ² M⁻¹``
+(Bishop 12.41–12.42), which stays defined at σ² = 0: there it is Roweis's (1998) EM for PCA,
+``E: Z = (WᵀW)⁻¹ Wᵀ (x − μ)``, ``M: W = S Bᵀ (B S Bᵀ)⁻¹``, coordinate descent on the squared
+reconstruction error (the σ² → 0 limit of −σ² · ELBO).
+
+This module holds those formulas once, the EM loop that runs them (with SQUAREM from
+:mod:`latentmodels.acceleration` and, for isotropic noise, the exact scale step in the current
+subspace), and the :class:`LinearGaussianModel` base class that gives every fitted model the
+common interface (``log_likelihood``, ``posterior``, ``elbo(X, q)``, ``sample`` …).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import gaussian as gs
+from .acceleration import Squarem
+from .elbo import ELBO, coordinate_ascent, float_error
+from .gaussian import GaussianQ
+from .validation import (
+    Estimator,
+    check_array,
+    check_covariance,
+    check_fitted,
+    check_int,
+    check_n_features,
+    check_random_state,
+)
+
+__all__ = ["moments", "check_statistics", "e_step", "m_step", "elbo_from_moments", "elbo_error",
+           "log_likelihood_from_moments", "reconstruction_objective", "ritz_scale_step",
+           "run_em", "LinearGaussianModel"]
+
+
+# --------------------------------------------------------------------------------------------
+# Sufficient statistics
+# --------------------------------------------------------------------------------------------
+
+def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample mean x̄ and biased covariance S = (1/N) Σ (x_n − x̄)(x_n − x̄)ᵀ, centred first."""
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    S = Xc.T @ Xc / X.shape[0]
+    return mean, (S + S.T) / 2.0
+
+
+def check_statistics(X=None, S=None, n_samples=None, mean=None):
+    """Validate data X, or a covariance S with ``n_samples`` and an optional ``mean``.
+
+    Returns ``(mean, S, n)`` as new arrays that the model owns (the caller's are never kept).
+    """
+    if X is not None:
+        X = check_array(X, "X", min_samples=2)
+        mu, S = moments(X)
+        return mu, S, X.shape[0]
+    S = np.array(check_covariance(S, "S"), dtype=float, copy=True)
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    if mean is None:
+        mu = np.zeros(S.shape[0])
+    else:
+        mu = np.array(check_array(mean, "mean", ndim=1), dtype=float, copy=True)
+        if mu.shape[0] != S.shape[0]:
+            raise ValueError(f"mean has {mu.shape[0]} entries, S is {S.shape[0]}x{S.shape[0]}")
+    return mu, (S + S.T) / 2.0, n_samples
+
+
+# --------------------------------------------------------------------------------------------
+# E-step, M-step, ELBO on (S, W, Ψ)
+# --------------------------------------------------------------------------------------------
+
+def _isotropic(psi: np.ndarray) -> bool:
+    return bool(np.all(psi == psi[0]))
+
+
+def e_step(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact posterior q(z | x) = N(B (x − μ), G) (Bishop PRML eqs. 12.66–12.68, 12.41–12.42).
+
+    Diagonal Ψ: ``G = M⁻¹``, ``B = M⁻¹ Wᵀ Ψ⁻¹`` with ``M = I + Wᵀ Ψ⁻¹ W`` from
+    :func:`latentmodels.gaussian.capacitance`. Isotropic Ψ = σ² I (including σ² = 0):
+    ``B = (WᵀW + σ² I)⁻¹ Wᵀ``, ``G = σ² (WᵀW + σ² I)⁻¹``. Returns ``(B, G)``: B (L, D), G (L, L).
+    """
+    n_comp = W.shape[1]
+    if _isotropic(psi):
+        s2 = float(psi[0])
+        Lm = gs.cholesky(W.T @ W + s2 * np.eye(n_comp), "W^T W + sigma2 I")
+        Minv = gs.chol_solve(Lm, np.eye(n_comp))
+        B = gs.chol_solve(Lm, W.T)
+        G = s2 * Minv
+    else:
+        LM, Wp = gs.capacitance(W, psi)
+        G = gs.chol_solve(LM, np.eye(n_comp))
+        B = gs.chol_solve(LM, Wp.T)
+    return B, (G + G.T) / 2.0
+
+
+def m_step(S: np.ndarray, B: np.ndarray, G: np.ndarray, psi: np.ndarray, *,
+           noise: str = "diagonal", psi_floor: np.ndarray | float = 0.0
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The M-step from S and the E-step's (B, G) (Bishop PRML eqs. 12.69–12.70, 12.56–12.57).
+
+    - ``W_new = S Bᵀ (G + B S Bᵀ)⁻¹``
+    - ``noise="diagonal"`` (FA): ``Ψ_new = max(diag(S − W_new B S), psi_floor)`` — per feature
+      the ELBO is −½(log ψ + r/ψ), unimodal with its maximum at r, so flooring is the
+      constrained maximum;
+    - ``noise="isotropic"`` (PPCA): ``σ²_new = tr(S − W_new B S) / D``, returned as a vector;
+    - ``noise="fixed"``: Ψ is held at ``psi`` (EM for W alone; Roweis 1998 at σ² = 0).
+    """
+    SB = S @ B.T                               # (1/N) Σ (x_n − x̄) E[z_n]ᵀ
+    Ezz = G + B @ SB                           # (1/N) Σ E[z_n z_nᵀ]
+    W = gs.chol_solve(gs.cholesky((Ezz + Ezz.T) / 2.0, "E[z z^T]"), SB.T).T
+    if noise == "fixed":
+        return W, psi
+    resid = np.diag(S) - np.sum(W * SB, axis=1)  # diag(S − W_new B S)
+    if noise == "isotropic":
+        resid = np.full_like(resid, resid.mean())
+    elif noise != "diagonal":
+        raise ValueError(f"noise must be 'diagonal', 'isotropic' or 'fixed', got {noise!r}")
+    return W, np.maximum(resid, psi_floor)
+
+
+def _elbo_terms(S, W, psi, B, G):
+    D, n_comp = W.shape
+    SB = S @ B.T
+    BSB = B @ SB
+    Wp = W / psi[:, None]
+    t_s = np.diag(S) / psi
+    t_cross = 2.0 * Wp * SB
+    t_quad = (W.T @ Wp) * (BSB + G)
+    ell_terms = (D * gs.LOG_2PI, np.log(psi), t_s, t_cross, t_quad)
+    ell = -0.5 * (D * gs.LOG_2PI + np.sum(np.log(psi)) + np.sum(t_s) - np.sum(t_cross) + np.sum(t_quad))
+    log_det_G = gs.logdet(G)
+    kl = gs.kl_to_standard_terms(np.trace(G), np.trace(BSB), log_det_G, n_comp)
+    return ell, kl, ell_terms + (np.diag(G), np.diag(BSB), n_comp, log_det_G)
+
+
+def elbo_from_moments(S: np.ndarray, W: np.ndarray, psi: np.ndarray, B: np.ndarray,
+                      G: np.ndarray) -> ELBO:
+    """Mean ELBO per sample of data with covariance S, for q(z|x) = N(B(x − x̄), G), μ = x̄.
+
+    With ``m_n = B (x_n − μ)`` (Bishop PRML 9.4, 12.2.4; the terms of
+    :func:`latentmodels.gaussian.expected_diag_loglik` and ``kl_to_standard_terms`` written on S):
+
+    - ``E_q[log p(x|z)] = −½ [D log 2π + log|Ψ| + tr(Ψ⁻¹ S) − 2 tr(Ψ⁻¹ W B S)
+      + tr(Wᵀ Ψ⁻¹ W (B S Bᵀ + G))]``
+    - ``KL(q ‖ p(z)) = ½ [tr G + tr(B S Bᵀ) − L − log|G|]``
+
+    When (B, G) is the E-step of (W, Ψ) this is the exact log-likelihood.
+    """
+    ell, kl, _ = _elbo_terms(S, W, psi, B, G)
+    return ELBO(ell, kl)
+
+
+def elbo_error(S, W, psi, B, G) -> float:
+    """Floating-point error bound (nats) of :func:`elbo_from_moments` (see :func:`float_error`)."""
+    D, n_comp = W.shape
+    _, _, terms = _elbo_terms(S, W, psi, B, G)
+    return float_error(*terms, n_ops=2 * (D + n_comp))
+
+
+def log_likelihood_from_moments(S, W, psi) -> float:
+    """Exact mean log p(x) of data with covariance S at μ = x̄: −½[D log 2π + log|C| + tr(C⁻¹S)].
+
+    Computed as the ELBO at the exact posterior (Bishop PRML eq. 9.70 with KL(q‖p) = 0).
+    """
+    return elbo_from_moments(S, W, psi, *e_step(W, psi)).total
+
+
+def reconstruction_objective(S, W, B) -> float:
+    """−½ mean ‖x_n − x̄ − W B (x_n − x̄)‖² = −½ [tr S − 2 tr(W B S) + tr(WᵀW B S Bᵀ)].
+
+    The objective of Roweis's (1998) EM for PCA (the σ² → 0 limit of σ² · ELBO, up to a constant).
+    """
+    SB = S @ B.T
+    return -0.5 * (np.trace(S) - 2.0 * np.sum(W * SB) + np.sum((W.T @ W) * (B @ SB)))
+
+
+def _reconstruction_error(S, W, B) -> float:
+    SB = S @ B.T
+    D, n_comp = W.shape
+    return float_error(np.diag(S), 2.0 * W * SB, (W.T @ W) * (B @ SB), n_ops=2 * (D + n_comp))
+
+
+def ritz_scale_step(S, W, sigma2=None):
+    """The exact maximum of the PPCA likelihood over W with columns in span(W) (and σ² if None).
+
+    With Q an orthonormal basis of span(W) and ``QᵀSQ = V diag(θ) Vᵀ``, every admissible W is
+    ``Q A`` and ``C = Q AAᵀ Qᵀ + σ² I``; the likelihood is maximised by ``AAᵀ + σ² I =
+    V diag(max(θ, σ²)) Vᵀ`` (the argument of Tipping & Bishop 1999, section 3.2, restricted to the
+    subspace), i.e. ``W = Q V diag(max(θ − σ², 0))^½``. With σ² learned, ``σ² = tr((I − QQᵀ) S) /
+    (D − L)`` when that is below every θ (else None is returned: no step). Returns ``(W, σ²)``.
+    """
+    D, n_comp = W.shape
+    Q, _ = np.linalg.qr(W)
+    T = Q.T @ S @ Q
+    theta, V = np.linalg.eigh((T + T.T) / 2.0)
+    if sigma2 is None:
+        if n_comp >= D:
+            return None
+        s2 = max(float(np.trace(S) - np.trace(T)) / (D - n_comp), 0.0)
+        if not s2 < theta.min():
+            return None
+    else:
+        s2 = float(sigma2)
+    return Q @ V * np.sqrt(np.maximum(theta - s2, 0.0)), s2
+
+
+def _gram_change(W0, W1) -> float:
+    """‖W1 W1ᵀ − W0 W0ᵀ‖_F / ‖W1 W1ᵀ‖_F in O(D L²).
+
+    With ``[W1, W0] = Q R`` (thin QR), ``W1 W1ᵀ − W0 W0ᵀ = Q R J Rᵀ Qᵀ``, J = diag(I, −I), whose
+    Frobenius norm is that of the 2L×2L matrix ``R J Rᵀ`` — accurate to round-off, unlike the
+    expansion tr(A²) + tr(B²) − 2 tr(AB), which cancels below a relative change of √ε.
+    """
+    n_comp = W1.shape[1]
+    _, Rf = np.linalg.qr(np.hstack([W1, W0]))
+    J = np.concatenate([np.ones(n_comp), -np.ones(W0.shape[1])])
+    diff = (Rf * J) @ Rf.T
+    R1 = Rf[:n_comp, :n_comp]
+    ref = np.linalg.norm(R1.T @ R1) if n_comp else 0.0
+    return float(np.linalg.norm(diff) / max(ref, np.finfo(float).tiny))
+
+
+def _subspace_change(W0, W1) -> float:
+    """sin of the largest principal angle between span(W0) and span(W1) (spectral norm)."""
+    Q0, _ = np.linalg.qr(W0)
+    Q1, _ = np.linalg.qr(W1)
+    s = np.linalg.svd(Q0.T @ Q1, compute_uv=False)
+    return float(np.sqrt(max(1.0 - float(np.min(s)) ** 2, 0.0)))
+
+
+def run_em(S, W, psi, *, noise="diagonal", psi_floor=0.0, tol=1e-8, max_iter=10000,
+           accelerate=False, model_name="EM", param_tol=None, scale_step=False):
+    """EM for FA or PPCA on the covariance S (Bishop PRML 12.2.4, 9.4), on the shared ascent loop.
+
+    The E- and M-steps are handed to :func:`latentmodels.elbo.coordinate_ascent`, which records
+    the ELBO (:func:`elbo_from_moments`; at σ² = 0 :func:`reconstruction_objective`) after each
+    and raises if either lowers it by more than its floating-point error (:func:`elbo_error`).
+    Convergence also needs the parameters to stop moving: the relative change of W Wᵀ plus the
+    largest change of ψ relative to the largest ψ (σ² = 0: the sine of the largest principal angle
+    between successive subspaces) at most ``param_tol`` (default ``tol``).
+
+    ``accelerate`` adds a SQUAREM jump (:class:`latentmodels.acceleration.Squarem`) on
+    (W, log ψ) before E-steps, kept only when it raises the exact log-likelihood.
+    ``scale_step`` (isotropic noise only) adds :func:`ritz_scale_step` once the subspace has
+    settled (its change below 1e-3): EM finds the subspace, the step sets the scale exactly, which
+    EM alone approaches at the rate 1 − 2σ²(λ − σ²)/λ² → 1 as σ² → 0.
+    Jumps are recorded under the labels "squarem" and "scale".
+
+    Returns ``(AscentResult, W, psi)``.
+    """
+    D, n_comp = W.shape
+    zero_noise = noise == "fixed" and float(psi[0]) == 0.0
+    state = {"W": W, "psi": psi, "B": None, "G": None, "prev": (W, psi), "moved": np.inf}
+
+    def refresh():
+        state["B"], state["G"] = e_step(state["W"], state["psi"])
+
+    def expectation():
+        refresh()
+
+    def maximisation():
+        state["W"], state["psi"] = m_step(S, state["B"], state["G"], state["psi"], noise=noise,
+                                          psi_floor=psi_floor)
+
+    if zero_noise:
+        def objective():
+            return reconstruction_objective(S, state["W"], state["B"])
+
+        def error():
+            return _reconstruction_error(S, state["W"], state["B"])
+    else:
+        def objective():
+            ell, kl, terms = _elbo_terms(S, state["W"], state["psi"], state["B"], state["G"])
+            state["error"] = float_error(*terms, n_ops=2 * (D + n_comp))
+            return ell - kl
+
+        def error():
+            return state["error"]
+
+    def param_change():
+        W0, psi0 = state["prev"]
+        W1, psi1 = state["W"], state["psi"]
+        if zero_noise:
+            moved = _subspace_change(W0, W1)
+        else:
+            moved = _gram_change(W0, W1) + float(np.max(np.abs(psi1 - psi0)) / np.max(psi1))
+        state["prev"] = (W1, psi1)
+        state["subspace"] = _subspace_change(W0, W1) if scale_step else None
+        state["moved"] = moved
+        return moved
+
+    # --- jumps between EM iterations -----------------------------------------------------
+    learn_noise = noise != "fixed"
+    k = D * n_comp
+
+    def theta():
+        parts = [state["W"].ravel()]
+        if learn_noise:
+            parts.append(np.log(state["psi"][:1] if noise == "isotropic" else state["psi"]))
+        return np.concatenate(parts)
+
+    def unpack(t):
+        Wt = t[:k].reshape(D, n_comp)
+        if not learn_noise:
+            return Wt, state["psi"]
+        lp = t[k:]
+        p = np.exp(np.full(D, lp[0]) if noise == "isotropic" else lp)
+        return Wt, np.maximum(p, psi_floor)
+
+    def value(t):
+        Wt, pt = unpack(t)
+        if zero_noise:
+            return reconstruction_objective(S, Wt, e_step(Wt, pt)[0])
+        return log_likelihood_from_moments(S, Wt, pt)
+
+    def assign(t):
+        state["W"], state["psi"] = unpack(t)
+        refresh()
+
+    squarem = Squarem(theta, value, assign) if accelerate else None
+
+    def jump():
+        label = squarem() if squarem is not None else None
+        if scale_step and not zero_noise and state.get("subspace") is not None \
+                and state["subspace"] < 1e-3:
+            step = ritz_scale_step(S, state["W"], None if learn_noise else float(state["psi"][0]))
+            if step is not None:
+                W_new, s2 = step
+                state["W"], state["psi"] = W_new, np.full(D, s2)
+                refresh()
+                if squarem is not None:
+                    squarem.buffer = [theta()]
+                label = "scale" if label is None else label + "+scale"
+        return label
+
+    result = coordinate_ascent([("E", expectation), ("M", maximisation)], objective, tol=tol,
+                               max_iter=max_iter, model_name=model_name, error=error,
+                               param_change=param_change,
+                               param_tol=tol if param_tol is None else param_tol,
+                               jump=jump if (accelerate or scale_step) else None)
+    return result, state["W"], state["psi"]
+
+
+# --------------------------------------------------------------------------------------------
+# What every fitted linear-Gaussian model offers
+# --------------------------------------------------------------------------------------------
+
+class LinearGaussianModel(Estimator):
+    """A fitted linear-Gaussian latent model x = W z + μ + ε, z ~ N(0, I), ε ~ N(0, diag(noise)).
+
+    Subclasses set ``W_``, ``mu_`` and ``n_features_in_`` in ``fit`` and define
+    :meth:`noise_variance` (FA: ``psi_``; PPCA: ``sigma2_`` repeated) and ``_isotropic``.
+    """
+
+    W_ = None
+    mu_ = None
+    n_features_in_ = None
+    _isotropic = False
+
+    def noise_variance(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _validate_X(self, X, name: str = "X") -> np.ndarray:
+        check_fitted(self, ("W_", "mu_", "n_features_in_"))
+        X = check_array(X, name)
+        check_n_features(self, X, name)
+        return X
+
+    def _noise(self) -> np.ndarray:
+        psi = self.noise_variance()
+        if np.any(psi <= 0):
+            raise ValueError(
+                f"{type(self).__name__} has zero noise variance (sigma2_ = 0, the PCA limit): "
+                "W Wᵀ is singular, so p(x) has no density and the ELBO is −∞; fit with a "
+                "positive sigma2 for likelihoods"
+            )
+        return psi
+
+    @property
+    def n_components_(self) -> int:
+        check_fitted(self, ("W_",))
+        return self.W_.shape[1]
+
+    def n_parameters(self) -> int:
+        """Free parameters: D·L loadings − L(L−1)/2 rotations + D means + noise variances."""
+        check_fitted(self, ("W_",))
+        D, n_comp = self.W_.shape
+        n_noise = 1 if self._isotropic else D
+        return D * n_comp - n_comp * (n_comp - 1) // 2 + D + n_noise
+
+    # ---- the marginal p(x) ---------------------------------------------------------------
+    def get_covariance(self) -> np.ndarray:
+        """The model covariance C = W Wᵀ + Ψ of the marginal p(x) (Bishop PRML eq. 12.36)."""
+        check_fitted(self, ("W_",))
+        return self.W_ @ self.W_.T + np.diag(self.noise_variance())
+
+    def score_samples(self, X) -> np.ndarray:
+        """log p(x_n) for each row, exact: ``log N(x | μ, W Wᵀ + Ψ)`` by Woodbury (Bishop 12.35)."""
+        X = self._validate_X(X)
+        return gs.lowrank_logpdf(X, self.mu_, self.W_, self._noise())
+
+    def log_likelihood(self, X) -> float:
+        """Mean log p(x) per sample in nats, exact."""
+        return float(np.mean(self.score_samples(X)))
+
+    def score(self, X, y=None) -> float:
+        """Average log-likelihood of the samples, as scikit-learn's ``FactorAnalysis.score``."""
+        return self.log_likelihood(X)
+
+    # ---- the posterior ---------------------------------------------------------------------
+    def posterior(self, X) -> GaussianQ:
+        """The exact posterior p(z | x) = N(B (x − μ), G) (Bishop PRML eqs. 12.66–12.68)."""
+        X = self._validate_X(X)
+        B, G = e_step(self.W_, self.noise_variance())
+        return GaussianQ((X - self.mu_) @ B.T, G)
+
+    def transform(self, X) -> np.ndarray:
+        """Posterior means E[z | x], shape (N, L)."""
+        return self.posterior(X).mean
+
+    def reconstruct(self, X) -> np.ndarray:
+        """W E[z | x] + μ: the data mapped through the posterior mean and back."""
+        return self.transform(X) @ self.W_.T + self.mu_
+
+    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """Draw x = W z + μ + ε from the generative model, shape (n_samples, D)."""
+        check_fitted(self, ("W_",))
+        n_samples = check_int(n_samples, "n_samples")
+        rng = check_random_state(random_state)
+        D, n_comp = self.W_.shape
+        Z = rng.standard_normal((n_samples, n_comp))
+        E = rng.standard_normal((n_samples, D)) * np.sqrt(self.noise_variance())
+        return Z @ self.W_.T + self.mu_ + E
+
+    # ---- the ELBO ----------------------------------------------------------------------------
+    def elbo(self, X, q: GaussianQ | None = None) -> ELBO:
+        """The ELBO of X under a Gaussian q(z | x) (default: the exact posterior), mean per sample.
+
+        With q_n = N(m_n, Σ_n) and residual r_n = x_n − μ − W m_n (Bishop PRML eqs. 9.71, 12.2.4):
+        ``E_q[log p(x|z)]`` by :func:`latentmodels.gaussian.expected_diag_loglik` (it needs only
+        the row-average of Σ_n) and ``KL(q_n ‖ N(0, I))`` averaged over rows by
+        :meth:`GaussianQ.kl_to_standard` (the mean of log|Σ_n|). At the exact posterior the total
+        equals :meth:`log_likelihood`; for any other q it is lower by KL(q ‖ p(z | x)).
+        """
+        X = self._validate_X(X)
+        psi = self._noise()
+        if q is None:
+            q = self.posterior(X)
+        if not isinstance(q, GaussianQ):
+            raise TypeError(f"q must be a latentmodels.gaussian.GaussianQ, got {type(q).__name__}")
+        n_comp = self.W_.shape[1]
+        if q.mean.shape != (X.shape[0], n_comp):
+            raise ValueError(f"q has means of shape {q.mean.shape}, expected {(X.shape[0], n_comp)}")
+        R = X - self.mu_ - q.mean @ self.W_.T
+        ell = gs.expected_diag_loglik(R, psi, self.W_, q.mean_cov())
+        return ELBO(ell, q.kl_to_standard())

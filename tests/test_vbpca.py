@@ -1,0 +1,134 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from latentmodels import gaussian as gs
+from latentmodels.datasets import make_ppca_data
+from latentmodels.gaussian import GaussianQ
+from latentmodels.ppca import PPCA
+from latentmodels.validation import NotFittedError
+from latentmodels.vbpca import VBPCA
+
+
+def monotone(h):
+    h = np.asarray(h)
+    return np.all(np.diff(h) >= -1e-9 * np.maximum(1, np.abs(h[1:])))
+
+
+@pytest.mark.parametrize("seed,N,D,L_true", [(1, 500, 8, 2), (3, 1000, 10, 1)])
+def test_vbpca_switches_off_unsupported_components(seed, N, D, L_true):
+    X, _ = make_ppca_data(N, D, L_true, sigma2=0.1, random_state=seed)
+    v = VBPCA(D - 1, random_state=seed).fit(X)
+    assert v.n_effective_ == L_true
+    assert monotone(v.history_)
+    # switched-off columns have far larger ARD precisions than the kept ones
+    order = np.argsort(v.alpha_)
+    assert v.alpha_[order[L_true]] > 100 * v.alpha_[order[L_true - 1]]
+    assert np.isclose(v.sigma2_, 0.1, rtol=0.2)
+
+
+@settings(max_examples=10)
+@given(st.integers(3, 7), st.integers(1, 3), st.integers(20, 80), st.integers(0, 10**6),
+       st.floats(-100, 100))
+def test_vbpca_history_never_decreases(D, L, N, seed, log10_scale):
+    X = np.random.default_rng(seed).standard_normal((N, D)) * np.arange(1, D + 1) * 10.0**log10_scale
+    v = VBPCA(min(L, D), max_iter=100, tol=1e-10, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v.fit(X)
+    assert monotone(v.history_)
+
+
+def test_vbpca_elbo_terms_match_monte_carlo():
+    """Every analytic expectation of the ELBO against a Monte Carlo estimate from q."""
+    X0, _ = make_ppca_data(40, 5, 2, sigma2=0.2, random_state=4)
+    v = VBPCA(3, random_state=0, max_iter=50, tol=1e-6).fit(X0)
+    # the factors live on the standardised data (x - x̄)/s, where the priors are stated
+    X = v._standardise(X0)
+    s = v._s
+    N, D = X.shape
+    L = s["MW"].shape[1]
+    rng = np.random.default_rng(0)
+    S = 20_000
+    LW = np.linalg.cholesky(s["SW"])
+    W = s["MW"][None] + np.einsum("ij,sdj->sdi", LW, rng.standard_normal((S, D, L)))
+    mu = s["m_mu"] + np.sqrt(s["S_mu"]) * rng.standard_normal((S, D))
+    tau = rng.gamma(s["a_tau"], 1 / s["b_tau"], S)
+    alpha = rng.gamma(s["a_alpha"], 1 / s["b_alpha"], (S, L))
+    Lz = np.linalg.cholesky(s["Sz"])
+    Z = s["Mz"][None] + rng.standard_normal((S, N, L)) @ Lz.T
+    resid = X[None] - np.einsum("snl,sdl->snd", Z, W) - mu[:, None, :]
+    log_lik = (0.5 * N * D * (np.log(tau) - gs.LOG_2PI) - 0.5 * tau * np.sum(resid**2, axis=(1, 2)))
+    e = v._elbo_on(X, GaussianQ(s["Mz"], s["Sz"]))
+
+    def close(samples, value):
+        se = samples.std() / np.sqrt(len(samples))
+        assert abs(samples.mean() - value) < 5 * se + 1e-12, (samples.mean(), value, se)
+
+    close(log_lik / N, e.expected_log_lik)
+    # KL(q(W) || p(W|alpha)) averaged over q(alpha), by sampling log q(W) - log p(W|alpha)
+    log_qW = sum(stats.multivariate_normal(s["MW"][d], s["SW"]).logpdf(W[:, d]) for d in range(D))
+    log_pW = (np.sum(0.5 * D * (np.log(alpha) - gs.LOG_2PI), axis=1)
+              - 0.5 * np.sum(alpha * np.sum(W**2, axis=1), axis=1))
+    log_qa = np.sum(stats.gamma.logpdf(alpha, s["a_alpha"], scale=1 / s["b_alpha"]), axis=1)
+    log_pa = np.sum(stats.gamma.logpdf(alpha, v.a_alpha, scale=1 / v.b_alpha), axis=1)
+    log_qmu = np.sum(stats.norm.logpdf(mu, s["m_mu"], np.sqrt(s["S_mu"])), axis=1)
+    log_pmu = np.sum(stats.norm.logpdf(mu, 0, 1 / np.sqrt(v.beta)), axis=1)
+    log_qt = stats.gamma.logpdf(tau, s["a_tau"], scale=1 / s["b_tau"])
+    log_pt = stats.gamma.logpdf(tau, v.a_tau, scale=1 / v.b_tau)
+    kl_params = (log_qW - log_pW) + (log_qa - log_pa) + (log_qmu - log_pmu) + (log_qt - log_pt)
+    close(kl_params / N, e.kl_params)
+    log_qz = np.sum(stats.multivariate_normal(np.zeros(L), s["Sz"]).logpdf(
+        (Z - s["Mz"][None]).reshape(-1, L)).reshape(S, N), axis=1)
+    log_pz = np.sum(stats.norm.logpdf(Z), axis=(1, 2))
+    close((log_qz - log_pz) / N, e.kl_latent)
+
+
+def test_vbpca_interface():
+    X, _ = make_ppca_data(300, 6, 2, sigma2=0.1, random_state=5)
+    v = VBPCA(4, random_state=0).fit(X)
+    assert v.transform(X).shape == (300, 4)
+    assert v.sample(7, random_state=0).shape == (7, 6)
+    assert np.isclose(v.elbo(X).total, v.history_[-1], rtol=1e-6)
+    assert v.elbo(X).kl_params > 0
+    # the plug-in log-likelihood is close to PPCA's maximum likelihood with the right L
+    assert abs(v.log_likelihood(X) - PPCA(2).fit(X).log_likelihood(X)) < 0.05
+    with pytest.raises(ValueError, match="features"):
+        v.transform(X[:, :5])
+
+
+# ---- priors in the units of the data (issue 8) ----------------------------------------------------
+
+@pytest.mark.parametrize("a,b", [(1.0, 0.0), (1000.0, 5000.0), (1e-4, 0.0), (1e150, 0.0)])
+def test_vbpca_plug_in_likelihood_is_ppcas_at_any_scale(a, b):
+    X0, _ = make_ppca_data(200, 6, 2, sigma2=0.2, random_state=1)
+    X = a * X0 + b
+    v = VBPCA(2, random_state=0).fit(X)
+    p = PPCA(2).fit(X)
+    assert abs(v.log_likelihood(X) - p.log_likelihood(X)) < 0.05
+    np.testing.assert_allclose(v.mu_, X.mean(axis=0), rtol=1e-3)   # no shrinkage towards 0
+    assert np.isclose(v.sigma2_, p.sigma2_, rtol=0.05)
+
+
+def test_vbpca_fit_is_affine_equivariant():
+    # the same CAVI path up to round-off, so a loose tolerance is enough for the claim
+    X, _ = make_ppca_data(100, 5, 2, sigma2=0.3, random_state=2)
+    a = VBPCA(2, tol=1e-6, random_state=0).fit(X)
+    b = VBPCA(2, tol=1e-6, random_state=0).fit(3e7 * X + 12.0)
+    np.testing.assert_allclose(b.W_ @ b.W_.T, 9e14 * (a.W_ @ a.W_.T), rtol=1e-8)
+    assert np.isclose(b.sigma2_, 9e14 * a.sigma2_, rtol=1e-8)
+    # ELBO and log-likelihood shift by the Jacobian -D log|a|
+    jac = -5 * np.log(3e7)
+    assert np.isclose(b.history_[-1], a.history_[-1] + jac, rtol=1e-10)
+    assert np.isclose(b.log_likelihood(3e7 * X + 12.0), a.log_likelihood(X) + jac, rtol=1e-10)
+
+
+def test_vbpca_before_fit_raises_not_fitted():
+    v = VBPCA(2)
+    for call in (v.n_parameters, v.noise_variance, lambda: v.transform(np.zeros((2, 3)))):
+        with pytest.raises(NotFittedError):
+            call()

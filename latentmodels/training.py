@@ -45,7 +45,7 @@ def _report(model, X_val, verbose):
     if not verbose or model.epochs_ % int(verbose) != 0:
         return
     val = f"  val ELBO {model.val_history_[-1]:.3f}" if X_val is not None else ""
-    what = "IWAE bound" if model.objective == "iwae" else "ELBO"
+    what = "ELBO" if model.objective == "elbo" else "IWAE bound"
     print(f"epoch {model.epochs_:4d}  train {what} {model.history_[-1]:.3f}  "
           f"KL {model.kl_history_[-1]:.3f}{val} (nats/sample)", flush=True)
 

@@ -25,6 +25,17 @@ the normalised importance weights (Burda et al. eq. 14; the chain rule through l
 IWAE gradient is the ELBO-A per-sample gradient ∇ log w_k with each sample weighted by w̃_k instead
 of 1/S: the same backward pass, with per-row coefficients. For K = 1, L_1 = L̃_A.
 
+**IWAE-DReG** (``objective="iwae-dreg"``, Tucker, Lawson, Gu & Maddison 2019, eq. 7): the same
+bound and decoder gradient, and a lower-variance estimator of its encoder gradient. Split
+∇_φ log w_k into the path part (∂ log w_k/∂z_k)(∂z_k/∂φ), with log q evaluated at fixed φ, and the
+score part −β ∂ log q_φ(z_k|x)/∂φ at fixed z_k. The score part has expectation
+E[Σ_k w̃_k · score_k] = −β E[Σ_k (w̃_k − w̃_k²)(∂ log w_k/∂z_k)(∂z_k/∂φ)] (reparameterise
+E_{z_k}[f(z_k) ∇_φ log q(z_k)] = E[∂f/∂z_k ∂z_k/∂φ] with f = w̃_k, ∂w̃_k/∂log w_k = w̃_k(1 − w̃_k)),
+so ∇_φ L_K = E[Σ_k ((1 − β) w̃_k + β w̃_k²)(∂ log w_k/∂z_k)(∂z_k/∂φ)]: the score term, whose noise
+grows with K, is gone. The path derivative of −log q(z|x) at fixed φ is +(z − μ)/σ² = ε/σ.
+Unbiased for the same gradient as IWAE (tested by Monte Carlo), not the gradient of the
+fixed-ε value, so it is not finite-difference checked.
+
 The backward pass, per row and draw, with c the draw's coefficient (1/(S·N) for the ELBO,
 w̃_k / N for IWAE) and l = log p(x | z):
 
@@ -131,8 +142,9 @@ class VAE(Estimator):
         Gaussian q; flows have no analytic KL and always use A's form).
     n_mc : int
         Draws of ε per row and step for the ELBO (S above); must be 1 for IWAE.
-    objective : {"elbo", "iwae"}; n_importance : int
-        Train the ELBO, or the IWAE bound L_K with K = ``n_importance`` samples per row.
+    objective : {"elbo", "iwae", "iwae-dreg"}; n_importance : int
+        Train the ELBO, or the IWAE bound L_K with K = ``n_importance`` samples per row (with the
+        doubly-reparameterised encoder gradient for "iwae-dreg"; Gaussian q only).
     flow : {None, "planar", "iaf"}; n_flows : int; flow_hidden : int or None
         q(z|x): the diagonal Gaussian (None), or that Gaussian pushed through ``n_flows`` planar maps
         (Rezende & Mohamed 2015) or IAF steps (Kingma et al. 2016, order reversed between steps,
@@ -212,7 +224,7 @@ class VAE(Estimator):
         choices = {"activation": tuple(nn.ACTIVATIONS), "likelihood": LIKELIHOODS,
                    "decoder_variance": ("shared", "per_feature", "output"),
                    "estimator": ("A", "B"), "optimizer": tuple(nn.OPTIMIZERS),
-                   "schedule": ("joint", "alternating"), "objective": ("elbo", "iwae")}
+                   "schedule": ("joint", "alternating"), "objective": ("elbo", "iwae", "iwae-dreg")}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
@@ -227,12 +239,15 @@ class VAE(Estimator):
                              f"n_levels={self.n_levels!r} with likelihood={self.likelihood!r}")
         check_int(self.n_mc, "n_mc")
         check_int(self.n_importance, "n_importance")
-        if self.objective == "iwae" and self.n_mc != 1:
-            raise ValueError(f"objective='iwae' draws n_importance samples per row; n_mc must be 1, "
-                             f"got {self.n_mc}")
+        if self.objective != "elbo" and self.n_mc != 1:
+            raise ValueError(f"objective={self.objective!r} draws n_importance samples per row; n_mc "
+                             f"must be 1, got {self.n_mc}")
         if self.flow not in (None, "planar", "iaf"):
             raise ValueError(f"flow must be None (a Gaussian q), 'planar' or 'iaf', got {self.flow!r}")
         check_int(self.n_flows, "n_flows", minimum=0)
+        if self.objective == "iwae-dreg" and self.flow is not None:
+            raise ValueError("objective='iwae-dreg' is implemented for a Gaussian q (flow=None); "
+                             "use objective='iwae' with a flow")
         if self.flow is None and self.n_flows != 0:
             raise ValueError(f"n_flows={self.n_flows} needs flow='planar' or 'iaf' "
                              "(flow=None, a Gaussian q, has no flow maps)")
@@ -497,7 +512,7 @@ class VAE(Estimator):
 
     # ---- the objective and its gradient ------------------------------------------------------
     def _n_eps(self):
-        return self.n_importance if self.objective == "iwae" else self.n_mc
+        return self.n_mc if self.objective == "elbo" else self.n_importance
 
     def _objective(self, X, eps, kl_weight):
         """The training objective on the rows of X for the noise ``eps`` (S, N, L), its gradient
@@ -506,7 +521,8 @@ class VAE(Estimator):
         N = X.shape[0]
         S, L = eps.shape[0], eps.shape[2]
         w = float(kl_weight)
-        iwae = self.objective == "iwae"
+        iwae = self.objective != "elbo"
+        dreg = self.objective == "iwae-dreg"
         analytic = self.flow_ is None and self.estimator == "B" and not iwae
         # forward
         h, mu, raw, lv = self._encode(X)
@@ -551,6 +567,9 @@ class VAE(Estimator):
         # backward: log p(z) = −½‖z‖² + c (A, IWAE, flows), then the flow
         if not analytic:
             gz = gz - (w * coef) * z
+        if dreg:   # the path term of −β log q(z|x) at fixed φ, then the weights w̃ → (1−β)w̃ + β w̃²
+            gz += (w * coef) * (eps / std).reshape(S * N, L)
+            gz *= (1.0 - w) + w * (coef * N)
         g_ctx = None
         if self.flow_ is not None:
             self.flow_.zero_grad()
@@ -565,7 +584,7 @@ class VAE(Estimator):
         if analytic:                  # − ∂KL/∂μ, − ∂KL/∂log σ²
             g_mu -= (w / N) * mu
             g_lv -= (w / N) * 0.5 * (np.exp(lv) - 1.0)
-        else:                         # − log q₀ contributes +½ c per dimension (module docstring)
+        elif not dreg:                # − log q₀ contributes +½ c per dimension (module docstring)
             g_lv += 0.5 * w / N
         g_lv *= (raw > LOGVAR_MIN) & (raw < LOGVAR_MAX)
         # backward: encoder heads and network

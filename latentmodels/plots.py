@@ -269,7 +269,7 @@ def vae_latent_space(vae, X, y, grid=12, span=2.5):
     fig.colorbar(sc, ax=ax, ticks=range(10), label="digit label")
     ax.set_xlabel("z₁ (encoder mean)")
     ax.set_ylabel("z₂ (encoder mean)")
-    ax.set_title("q(z|x) means of every digit (MAP codes)")
+    ax.set_title("codes: the mean (= mode) of q(z|x) for every digit")
     ax2 = fig.add_subplot(1, 2, 2)
     side = int(round(np.sqrt(X.shape[1])))
     g = np.linspace(-span, span, grid)
@@ -464,10 +464,10 @@ def chain_bars(result):
             return -(v - shift) / (D * np.log(2))
         ll = np.array([to_bits(v, r) for v, r in zip(ll, rows)])
         el = np.array([to_bits(v, r) for v, r in zip(el, rows)])
-        xlabel = "bits per pixel of the raw levels (a bound; lower is better)"
+        xlabel = "bits per pixel of the raw levels\n(a bound; lower is better)"
         lab_ll, lab_el = "from test log p(x) (exact, IWAE or plug-in)", "from test ELBO"
     else:
-        xlabel = "mean nats per sample (higher is better)"
+        xlabel = "mean nats per sample\n(higher is better)"
         lab_ll, lab_el = "test log p(x) (exact, IWAE or plug-in)", "test ELBO"
     finite = np.isfinite(np.r_[ll, el])
     lo, hi = np.min(np.r_[ll, el][finite]), np.max(np.r_[ll, el][finite])
@@ -481,19 +481,20 @@ def chain_bars(result):
     ax.set_xlim(left, hi + 3 * pad)
     ax.set_yticks(y, [r.name for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(f"{xlabel}; axis starts at {left:.2f}, not 0")
+    ax.set_xlabel(f"{xlabel}; the axis starts at {left:.2f}, not at 0")
     ax.set_title(f"The chain on {result.data}; L = {result.n_components}", fontsize=10)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.07), ncol=2, fontsize=8, frameon=False)
     gap = np.array([r.test_log_lik - r.test_elbo for r in rows], float)
     axg.barh(y, gap, 0.5, color=np.where(gap >= 0, "C2", "C1"))
     axg.axvline(0, color="k", lw=0.8)
     for yi, g in zip(y, gap):
-        axg.annotate(f"{g:.2g}", (max(g, 0), yi), textcoords="offset points", xytext=(3, -3), fontsize=7)
+        text = "0 (exact q)" if abs(g) < 1e-9 else f"{g:.2g}"
+        axg.annotate(text, (max(g, 0), yi), textcoords="offset points", xytext=(3, -3), fontsize=7)
     axg.set_yticks(y, [""] * len(rows))
     axg.invert_yaxis()
     gmax = np.nanmax(np.abs(gap)) if np.isfinite(gap).any() else 1.0
     axg.set_xlim(min(0.0, np.nanmin(gap)) - 0.05 * gmax, 1.3 * gmax)
-    axg.set_xlabel("gap = log p(x) − ELBO (nats per sample)")
+    axg.set_xlabel("gap = log p(x) − ELBO\n(nats per sample)")
     axg.set_title("what the approximate q costs", fontsize=10)
     return fig
 

@@ -335,13 +335,6 @@ def test_training_step_uses_beta_and_history_reports_weight_one():
         np.testing.assert_allclose(a.params[k], b.params[k] + 0.05 * g[k], rtol=1e-12, atol=1e-14)
 
 
-def test_kl_warmup_reaches_beta_linearly():
-    from latentmodels.training import kl_weight_at
-
-    assert [kl_weight_at(t, 0.5, 4) for t in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
-    assert kl_weight_at(0, 2.0, 0) == 2.0
-
-
 def test_elbo_and_grad_returns_arrays_the_caller_owns():
     v, X = _trained_small_vae()
     eps = np.random.default_rng(0).standard_normal((len(X), 2))

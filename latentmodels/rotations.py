@@ -231,7 +231,8 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
     power : float, default 4
         Promax's power m (> 1).
     tol : float, default 1e-10
-        Stop when the Frobenius norm of the projected gradient falls below ``tol``.
+        Stop when the Frobenius norm of the projected gradient falls below ``tol``, computed on the
+        loadings scaled to unit mean-square row norm (the rotation does not depend on that scale).
     max_iter : int, default 1000
         Cap on GPA iterations per start; a ``ConvergenceWarning`` if it is hit.
     random_starts : int, default 0
@@ -266,6 +267,14 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
     orthogonal = method in ORTHOGONAL
     h = _row_norms(A) if normalize is True else np.ones(D)
     An = A / h[:, None]
+    # Every criterion here is homogeneous of degree 4 in the loadings, so its minimiser T does not
+    # depend on their scale; the GPA step length does. Work on loadings of unit mean-square row norm
+    # (loadings in data units, e.g. FA on unscaled pixels, otherwise need steps the Armijo search's
+    # halvings never reach) and report the criterion in the caller's units.
+    scale = float(np.sqrt(np.mean(np.sum(An * An, axis=1))))
+    if scale == 0.0:
+        raise ValueError("loadings are all zero: there is nothing to rotate")
+    An = An / scale
     rng = check_random_state(random_state)
     starts = [eye] + [_random_orthogonal(rng, n_comp) for _ in range(random_starts)]
     best = None
@@ -275,10 +284,13 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
         if best is None or f < best[1]:
             best = (T, f, n_iter, converged)
     T, f, n_iter, converged = best
+    f *= scale ** 4
     if not converged:
-        warn(f"{method} rotation stopped after {n_iter} iterations (max_iter={max_iter}) before the "
-             f"projected gradient fell below tol={tol:g}; increase max_iter or try random_starts",
-             ConvergenceWarning)
+        why = (f"after {n_iter} iterations (max_iter={max_iter})" if n_iter >= max_iter
+               else f"after {n_iter} iterations, where the line search found no decrease")
+        warn(f"{method} rotation stopped {why} before the projected gradient (of the loadings scaled "
+             f"to unit mean-square row norm) fell below tol={tol:g}; increase max_iter or try "
+             f"random_starts", ConvergenceWarning)
     return _finish(A, T, method, orthogonal, f, n_iter, converged)
 
 

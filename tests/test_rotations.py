@@ -6,6 +6,7 @@ optimum; one end-to-end test fits our FactorAnalysis first.
 """
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -1743,3 +1744,22 @@ def test_factor_scores_bad_input():
         factor_scores(X, fa.mu_, fa.W_, fa.psi_, phi=np.eye(3))
     with pytest.raises(ValueError, match="psi"):
         factor_scores(X, fa.mu_, fa.W_, -fa.psi_)
+
+
+@pytest.mark.parametrize("method", ["varimax", "quartimax", "oblimin", "promax"])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("scale", [1e-6, 30.0, 1e6])
+def test_rotation_does_not_depend_on_the_units_of_the_loadings(method, normalize, scale):
+    # Every criterion is homogeneous of degree 4, so rotate(c·A) = c·rotate(A) with the same T.
+    # Loadings in data units (FA on unscaled pixels: entries ~5) once stopped the unnormalised
+    # GPA after one iteration, its step-halvings never reaching a step small enough.
+    A = np.asarray(CASES["harman23_3"]["unrotated"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        base = rotate(A, method, normalize=normalize)
+        scaled = rotate(scale * A, method, normalize=normalize)
+    # the minimiser is located to ~sqrt(rounding) of the (quartic, flat) criterion, ~1e-7 in T: the
+    # failure this guards against was an O(1) difference
+    np.testing.assert_allclose(scaled.loadings / scale, base.loadings, atol=1e-6)
+    np.testing.assert_allclose(scaled.factor_correlation, base.factor_correlation, atol=1e-6)
+    assert scaled.converged

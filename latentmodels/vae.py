@@ -616,7 +616,8 @@ class VAE(Estimator):
     def encoder_gradient(self, X, eps, estimator: str = "reparam") -> dict:
         """One single-sample estimate of ∇_φ ELBO (encoder parameters only), copied.
 
-        ``"reparam"``: the pathwise gradient of L̃_B. ``"score"``: the score-function (REINFORCE)
+        ``"reparam"`` (or ``"B"``): the pathwise gradient of L̃_B; ``"A"``: that of L̃_A (the KL
+        term sampled too: same expectation, more variance). ``"score"``: the score-function (REINFORCE)
         estimate ``log p(x | z) ∇_φ log q(z | x)`` with z = μ + σε held fixed — ∇_μ log q = ε/σ,
         ∇_{log σ²} log q = ½(ε² − 1) — plus the same analytic KL gradient. Both are unbiased for
         the same gradient (Mohamed et al. 2020, §4–5); only their variances differ. Gaussian q
@@ -628,16 +629,16 @@ class VAE(Estimator):
                              "Gaussian q: it needs flow=None and objective='elbo'")
         N = X.shape[0]
         eps = self._as_eps(eps, N)[:1]
-        if estimator == "reparam":
+        if estimator in ("reparam", "B", "A"):
             saved = self.estimator
-            self.estimator = "B"
+            self.estimator = "A" if estimator == "A" else "B"
             try:
                 self._objective(X, eps, 1.0)
             finally:
                 self.estimator = saved
             return {k: self.grads[k].copy() for k in self.encoder_names}
         if estimator != "score":
-            raise ValueError(f"estimator must be 'reparam' or 'score', got {estimator!r}")
+            raise ValueError(f"estimator must be 'reparam' (= 'B'), 'A' or 'score', got {estimator!r}")
         eps = eps[0]
         _, mu, raw, lv = self._encode(X)
         std = np.exp(0.5 * lv)

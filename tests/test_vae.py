@@ -114,7 +114,7 @@ def test_score_function_gradient_is_unbiased_but_far_noisier():
     v, X = _trained_small_vae()
     X = X[:50]
     rng = np.random.default_rng(2)
-    n = 3000
+    n = 1500
     flat = {"reparam": [], "score": []}
     for _ in range(n):
         eps = rng.standard_normal((50, 2))
@@ -135,6 +135,15 @@ def test_score_function_gradient_is_unbiased_but_far_noisier():
     assert t_s - t_r > 5 * se_diff, (t_s, t_r, se_diff)
     var_r = sum(a.sum() for a in v.grad_variance(X, "reparam", 200, random_state=0).values())
     assert abs(var_r - t_r) < 5 * dev_r.std(ddof=1) / np.sqrt(200)
+    # estimator A's encoder gradient: the same draws through L̃_A (KL sampled) — the mean of the
+    # B draws, and a total variance above B's by more than 5 standard errors of the difference
+    rng = np.random.default_rng(2)
+    a = np.array([np.concatenate([g.ravel() for g in v.encoder_gradient(
+        X, rng.standard_normal((50, 2)), "A").values()]) for _ in range(n)])
+    se_ab = np.sqrt(a.var(0) / n + r.var(0) / n)
+    assert np.mean(np.abs(a.mean(0) - r.mean(0)) < 5 * se_ab) > 0.95
+    dev_a = np.sum((a - a.mean(0)) ** 2, axis=1)
+    assert dev_a.mean() - t_r > 5 * np.hypot(dev_a.std(ddof=1), dev_r.std(ddof=1)) / np.sqrt(n)
 
 
 def test_kl_weight_scales_only_the_kl():

@@ -970,9 +970,19 @@ class VAE(Estimator):
                 if not isinstance(h, list) or not all(isinstance(v, (int, float)) for v in h):
                     raise ValueError(f"{path}: '{key}' must be a list of numbers")
             epochs = check_int(meta.get("epochs", 0), "epochs (in the file)", minimum=0)
+            present = {f for f in data.files if f.startswith("param:")}
+            # the number of arrays the configuration implies, by arithmetic (n_flows or the number
+            # of layers could be edited to 10**12: compare before building the list of shapes)
+            H = model._hidden
+            per_flow = {None: 0, "planar": 3, "iaf": 7}[model.flow]
+            extra = {"output": 2, "shared": 1, "per_feature": 1}[model.decoder_variance]
+            n_arrays = (4 * len(H) + 4 + per_flow * int(model.n_flows) + 2
+                        + (extra if model.likelihood == "gaussian" else 0))
+            if n_arrays != len(present):
+                raise ValueError(f"{path}: the configuration implies {n_arrays} parameter arrays, "
+                                 f"the file holds {len(present)}")
             shapes = model._expected_shapes(D)
             names = {f"param:{k}" for k in shapes}
-            present = {f for f in data.files if f.startswith("param:")}
             if names != present:
                 raise ValueError(
                     f"{path}: the parameters in the file do not match its configuration "

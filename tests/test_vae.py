@@ -491,13 +491,16 @@ def test_load_refuses_files_that_do_not_match_their_configuration(tmp_path):
     def huge(meta, arrays):
         meta["config"]["hidden"] = [10 ** 12]
 
+    def many_flows(meta, arrays):
+        meta["config"]["flow"], meta["config"]["n_flows"] = "planar", 10 ** 12
+
     def bad_type(meta, arrays):
         meta["config"]["n_latent"] = "2"
 
     def unknown(meta, arrays):
         meta["config"]["evil"] = 1
 
-    for edit, match in ((broadcastable, "shape"), (nan, "NaN"), (huge, "implies"),
+    for edit, match in ((broadcastable, "shape"), (nan, "NaN"), (huge, "implies"), (many_flows, "implies"),
                         (bad_type, "n_latent"), (unknown, "unknown")):
         _save_and_edit(v, p, edit)
         with pytest.raises((ValueError, TypeError), match=match):

@@ -206,7 +206,7 @@ class FactorAnalysis(LinearGaussianModel):
 
     def fit(self, X, y=None) -> "FactorAnalysis":
         """Fit by EM to the rows of X (n_samples, n_features). Returns self."""
-        mu, S, n = check_statistics(X=X)
+        mu, S, n = check_statistics(X=X, from_covariance=False)
         return self._fit_moments(mu, S, n)
 
     def fit_covariance(self, S, n_samples: int, mean=None) -> "FactorAnalysis":
@@ -287,6 +287,9 @@ class FactorAnalysis(LinearGaussianModel):
                              f"got {min_psi}")
         if self.noise not in ("diagonal", "isotropic"):
             raise ValueError(f"noise must be 'diagonal' or 'isotropic', got {self.noise!r}")
+        for flag in ("accelerate", "polish"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         if self.init not in ("joreskog", "ppca", "random"):
             raise ValueError(f"init must be 'joreskog', 'ppca' or 'random', got {self.init!r}")
         # FA is an estimator, not a sampler: with random_state=None the random starts use seed 0,

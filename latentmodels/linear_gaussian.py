@@ -42,6 +42,7 @@ from .validation import (
     check_covariance,
     check_fitted,
     check_int,
+    check_magnitude,
     check_n_features,
     check_random_state,
 )
@@ -63,13 +64,16 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, (S + S.T) / 2.0
 
 
-def check_statistics(X=None, S=None, n_samples=None, mean=None):
+def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covariance=None):
     """Validate data X, or a covariance S with ``n_samples`` and an optional ``mean``.
 
-    Returns ``(mean, S, n)`` as new arrays that the model owns (the caller's are never kept).
+    Which one is meant is ``from_covariance`` (default: S was given). Returns ``(mean, S, n)`` as
+    new arrays that the model owns (the caller's are never kept).
     """
-    if X is not None:
-        X = check_array(X, "X", min_samples=2)
+    if from_covariance is None:
+        from_covariance = S is not None
+    if not from_covariance:
+        X = check_magnitude(check_array(X, "X", min_samples=2), "X")
         mu, S = moments(X)
         return mu, S, X.shape[0]
     S = np.array(check_covariance(S, "S"), dtype=float, copy=True)

@@ -106,7 +106,7 @@ class PPCA(LinearGaussianModel):
 
     def fit(self, X, y=None) -> "PPCA":
         """Fit to the rows of X (n_samples, n_features). Returns self."""
-        mu, S, n = check_statistics(X=X)
+        mu, S, n = check_statistics(X=X, from_covariance=False)
         return self._fit_moments(mu, S, n)
 
     def fit_covariance(self, S, n_samples: int, mean=None) -> "PPCA":
@@ -122,6 +122,15 @@ class PPCA(LinearGaussianModel):
         self._learned_sigma2 = not fixed
         if self.method not in ("closed_form", "em"):
             raise ValueError(f"method must be 'closed_form' or 'em', got {self.method!r}")
+        # every hyper-parameter is checked, also where this method does not use it
+        check_positive(self.tol, "tol")
+        check_int(self.max_iter, "max_iter")
+        rng = check_random_state(self.random_state)
+        if not isinstance(self.accelerate, (bool, np.bool_)):
+            raise TypeError(f"accelerate must be True or False, got {self.accelerate!r}")
+        if not np.trace(S) > 0:
+            raise ValueError("X has zero variance in every feature (all rows equal): there is no "
+                             "subspace to fit")
         lam, U = np.linalg.eigh(S)
         lam, U = lam[::-1], U[:, ::-1]
         self.explained_variance_ = lam[:n_comp].copy()
@@ -143,7 +152,7 @@ class PPCA(LinearGaussianModel):
             self.n_iter_ = 0
             self.converged_ = True
         else:
-            self._fit_em(S, n_comp, sigma2, check_random_state(self.random_state))
+            self._fit_em(S, n_comp, sigma2, rng)
         self.mu_ = mu
         self.n_features_in_ = D
         self.n_samples_ = n_samples

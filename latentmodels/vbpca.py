@@ -43,6 +43,7 @@ from .validation import (
     check_array,
     check_fitted,
     check_int,
+    check_magnitude,
     check_n_components,
     check_positive,
     check_random_state,
@@ -197,7 +198,7 @@ class VBPCA(LinearGaussianModel):
 
     def fit(self, X, y=None) -> "VBPCA":
         """Run CAVI over q(Z), q(μ), q(W), q(α), q(τ) until the ELBO settles. Returns self."""
-        X = check_array(X, "X", min_samples=2)
+        X = check_magnitude(check_array(X, "X", min_samples=2), "X")
         N, D = X.shape
         L = check_n_components(self.n_components, D)
         for name in ("a_alpha", "b_alpha", "a_tau", "b_tau", "beta"):

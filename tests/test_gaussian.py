@@ -104,3 +104,34 @@ def test_gaussian_q_sample_moments(rng):
     z = q.sample(rng, n_samples=200_000)[:, 0, :]
     np.testing.assert_allclose(z.mean(0), [1, -2], atol=5 * np.sqrt(C.diagonal().max() / 2e5))
     np.testing.assert_allclose(np.cov(z.T), C, atol=0.02)
+
+
+def test_capacitance_gives_woodbury_and_the_determinant_lemma(rng):
+    W = rng.standard_normal((7, 3))
+    psi = rng.uniform(0.2, 2.0, 7)
+    LM, Wp = gs.capacitance(W, psi)
+    M = LM @ LM.T
+    np.testing.assert_allclose(M, np.eye(3) + W.T @ np.diag(1 / psi) @ W, rtol=1e-12)
+    C = W @ W.T + np.diag(psi)
+    Ci = np.diag(1 / psi) - Wp @ np.linalg.solve(M, Wp.T)
+    np.testing.assert_allclose(Ci, np.linalg.inv(C), rtol=1e-10, atol=1e-12)
+    assert np.isclose(np.sum(np.log(psi)) + gs.logdet(M), np.linalg.slogdet(C)[1], rtol=1e-12)
+
+
+def test_kl_to_standard_terms_is_the_average_of_row_kls(rng):
+    covs = np.stack([random_spd(rng, 3) for _ in range(5)])
+    means = rng.standard_normal((5, 3))
+    q = GaussianQ(means, covs)
+    rows = [gs.kl(means[n], covs[n], np.zeros(3), np.eye(3)) for n in range(5)]
+    assert np.isclose(q.kl_to_standard(), np.mean(rows), rtol=1e-12)
+
+
+def test_expected_diag_loglik_against_monte_carlo(rng):
+    W = rng.standard_normal((4, 2))
+    psi = rng.uniform(0.5, 1.5, 4)
+    x, m = rng.standard_normal(4), rng.standard_normal(2)
+    cov = random_spd(rng, 2)
+    z = rng.multivariate_normal(m, cov, size=200_000)
+    vals = stats.multivariate_normal(np.zeros(4), np.diag(psi)).logpdf(x - z @ W.T)
+    got = gs.expected_diag_loglik((x - W @ m)[None], psi, W, cov)
+    assert abs(vals.mean() - got) < 5 * vals.std() / np.sqrt(len(vals))

@@ -747,7 +747,10 @@ class VAE(Estimator):
         return self._elbo(X, q, n_samples, rng)
 
     def _log_likelihood_rows(self, X, K, rng):
-        """Per-row IWAE estimates log (1/K) Σ_k w_k, float64 (N,)."""
+        """Per-row IWAE estimates log (1/K) Σ_k w_k, float64 (N,). Rows and, when K is large,
+        the K draws are processed in blocks of about 4·10⁶ decoder outputs, the log-sum-exp
+        accumulated across blocks (running maximum m, Σ e^{log w − m} rescaled when m rises), so
+        memory stays bounded for any K."""
         N, D = X.shape
         width = max(self._lik.n_outputs(D), self.n_latent)
         rows = max(1, int(4e6 // (K * width)))
@@ -755,10 +758,19 @@ class VAE(Estimator):
         for s in range(0, N, rows):
             xc = X[s:s + rows]
             n = xc.shape[0]
-            z, mu, lv, eps, logdet = self._sample_q(xc, K, rng)
-            out, lvx, _ = self._decode(z)
-            ll = self._loglik(np.tile(xc, (K, 1)), out, lvx).astype(np.float64)
-            out_vals.append(_iwae_bound_rows(ll + self._log_ratio(z, lv, eps, logdet, K, n), K, n))
+            kb = min(K, max(1, int(4e6 // (n * width))))
+            m = np.full(n, -np.inf)
+            acc = np.zeros(n)
+            for k0 in range(0, K, kb):
+                k = min(kb, K - k0)
+                z, mu, lv, eps, logdet = self._sample_q(xc, k, rng)
+                out, lvx, _ = self._decode(z)
+                ll = self._loglik(np.tile(xc, (k, 1)), out, lvx).astype(np.float64)
+                lw = (ll + self._log_ratio(z, lv, eps, logdet, k, n)).reshape(k, n)
+                m_new = np.maximum(m, lw.max(axis=0))
+                acc = acc * np.exp(m - m_new) + np.exp(lw - m_new).sum(axis=0)
+                m = m_new
+            out_vals.append(m + np.log(acc / K))
         return np.concatenate(out_vals)
 
     def log_likelihood(self, X, n_importance: int = 1000, random_state=None) -> float:
@@ -1006,13 +1018,6 @@ class VAE(Estimator):
         model.val_history_ = [float(v) for v in meta.get("val_history", [])]
         model.epochs_ = epochs
         return model
-
-
-def _iwae_bound_rows(logw, K, N):
-    """log (1/K) Σ_k e^{log w_k} per row by log-sum-exp; ``logw`` (K·N,) ordered draw-major."""
-    lw = logw.reshape(K, N)
-    m = lw.max(axis=0)
-    return m + np.log(np.mean(np.exp(lw - m), axis=0))
 
 
 def _iwae_bound(logw, K, N):

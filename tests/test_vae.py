@@ -763,3 +763,23 @@ def test_iwae_dreg_is_unbiased_for_the_iwae_gradient_with_less_encoder_noise(bet
     assert dev_i.mean() - dev_d.mean() > 5 * se_diff, (dev_i.mean(), dev_d.mean(), se_diff)
     with pytest.raises(ValueError, match="flow=None"):
         VAE(2, objective="iwae-dreg", n_importance=3, flow="planar", n_flows=1).fit(X, 1)
+
+
+def test_log_likelihood_streams_the_log_sum_exp_over_blocks_of_draws():
+    """For K beyond one block (4·10⁶ decoder outputs), the running log-sum-exp over blocks equals
+    scipy's logsumexp over the same draws (same random stream, replayed block by block)."""
+    from scipy.special import logsumexp
+
+    X = binarize(load_digits()[0][:1] / 16, random_state=0)
+    v = VAE(2, hidden=(4,), random_state=0).initialize(64, X)
+    K = 100_000                                   # 62500 + 37500 draws for one 64-pixel row
+    got = v.score_samples(X, K, random_state=5)[0]
+    rng = np.random.default_rng(5)
+    lw = []
+    for k in (62_500, 37_500):
+        z, mu, lv, eps, logdet = v._sample_q(v._as_data(X), k, rng)
+        out, lvx, _ = v._decode(z)
+        ll = v._loglik(np.tile(X.astype(np.float32), (k, 1)), out, lvx).astype(np.float64)
+        lw.append(ll + v._log_ratio(z, lv, eps, logdet, k, 1))
+    expected = logsumexp(np.concatenate(lw)) - np.log(K)
+    assert np.isclose(got, expected, rtol=1e-12)

@@ -97,3 +97,38 @@ def test_chain_figure_puts_continuous_and_discrete_rows_on_one_bits_per_pixel_sc
     expected = sorted([-(45.0 - 64 * np.log(17)) / (64 * np.log(2)), 95.0 / (64 * np.log(2))])
     np.testing.assert_allclose(ends, expected, rtol=1e-12)
     assert "bits per pixel" in ax.get_xlabel()
+
+
+def test_image_rows_draws_one_labelled_row_per_entry():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(3, 16)), rng.uniform(size=(2, 16))
+    fig = plots.image_rows({"a": a, "b": b}, title="t")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 5                                  # 3 + 2 images, the empty cell hidden
+    np.testing.assert_allclose(np.asarray(shown[4].images[0].get_array()), b[1].reshape(4, 4))
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["a", "b"]
+
+
+def test_vae_uncertainty_map_is_the_spread_of_decoded_posterior_draws():
+    from latentmodels.vae import VAE
+    rng = np.random.default_rng(1)
+    X = (rng.uniform(size=(40, 16)) < 0.5).astype(float)
+    vae = VAE(2, hidden=(8,), random_state=0, dtype=np.float64).fit(X, 2)
+    fig = plots.vae_uncertainty(vae, X[:3], n_samples=50, random_state=3)
+    draws = vae.reconstruct(X[:3], n_samples=50, random_state=3)
+    sd_row = [ax.images[0].get_array() for ax in fig.axes[9:12]]     # the fourth row
+    for k in range(3):
+        np.testing.assert_allclose(np.asarray(sd_row[k]).ravel(), draws.std(axis=0)[k] / 0.5, rtol=1e-12)
+    mean_row = [ax.images[0].get_array() for ax in fig.axes[6:9]]
+    np.testing.assert_allclose(np.asarray(mean_row[0]).ravel(), draws.mean(axis=0)[0], rtol=1e-12)
+
+
+def test_codes_vs_prior_and_training_curves_plot_what_they_are_given():
+    Z = np.random.default_rng(2).standard_normal((50, 2))
+    fig = plots.codes_vs_prior({"one": Z, "two": 2 * Z})
+    np.testing.assert_allclose(fig.axes[1].collections[0].get_offsets(), 2 * Z)
+    fig = plots.training_curves({"a": [1.0, 2.0, 3.0]})
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 2.0, 3.0])
+    grid = np.linspace(-1, 1, 5)
+    fig = plots.density_fits(grid, grid ** 2, {"fit": np.abs(grid)}, samples=grid)
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), np.abs(grid))

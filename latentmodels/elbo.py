@@ -175,9 +175,9 @@ def coordinate_ascent(
         lower L by at most the larger of the errors before and after it. Default: ``64 ε max(1,
         |L|)``, right for an L of a few well-scaled terms.
     param_change, param_tol
-        ``param_change()`` is called once per iteration and returns how far the parameters moved
-        in it (a relative, unit-free number, the model's choice of metric). Convergence also needs
-        ``param_change() <= param_tol``.
+        ``param_change()`` returns how far the parameters moved in the last iteration (a relative,
+        unit-free number, the model's choice of metric); it is called at the end of an iteration
+        once L is flat. Convergence also needs ``param_change() <= param_tol``.
     jump
         Called at the start of every iteration after the first. It may move the state (an
         acceleration step) and returns a label, or None when it did nothing. A labelled jump is
@@ -234,11 +234,12 @@ def coordinate_ascent(
         value = state["value"]
         if callback is not None:
             callback(n_iter, value)
-        moved = float(param_change()) if param_change is not None else None
         if start_of_iter is not None:
             last_change = value - start_of_iter
             flat = (last_change <= tol * max(1.0, abs(value))
                     or abs(last_change) <= 2.0 * state["error"])
+            if flat and param_change is not None:   # asked only once L is flat: it may cost
+                moved = float(param_change())
             still = moved is None or moved <= (param_tol if param_tol is not None else tol)
             if flat and still:
                 converged = True

@@ -242,7 +242,7 @@ class FactorAnalysis(LinearGaussianModel):
         return profile_loadings(R, psi, n_comp), psi
 
     # ---- one start: EM, then the polish ----------------------------------------------------
-    def _run_start(self, R, W, psi, n_comp, floor, tol, max_iter):
+    def _run_start(self, R, W, psi, n_comp, floor, tol, max_iter, seen):
         noise = "isotropic" if self._isotropic else "diagonal"
         polish = self.polish and not self._isotropic
         # With the polish to finish, EM only has to bring the start into the maximum's basin.
@@ -253,8 +253,18 @@ class FactorAnalysis(LinearGaussianModel):
         history, steps = list(result.history), list(result.steps)
         loglik = log_likelihood_from_moments(R, W, psi)
         if polish:
+            psi_em = psi
+            for psi_other, (W_o, psi_o, ll_o) in seen:
+                # EM ended where an earlier start's EM ended: the same maximum, polished already
+                if np.max(np.abs(psi_em - psi_other)) < 1e-4 and ll_o >= loglik:
+                    history.append(ll_o)
+                    steps.append("polish")
+                    return W_o, psi_o, history, steps, result, ll_o
+            # stops at a projected gradient of 1e-9 or when an iteration gains < 1e-14 relative:
+            # uniquenesses to ~1e-7 (round-off of the likelihood limits the line search beyond)
             W, psi, loglik = self._polish(R, W, psi, loglik, n_comp, floor, history, steps,
                                           gtol=1e-9, ftol=1e-14)
+            seen.append((psi_em, (W, psi, loglik)))
         return W, psi, history, steps, result, loglik
 
     @staticmethod
@@ -318,18 +328,15 @@ class FactorAnalysis(LinearGaussianModel):
         kinds = [self.init] + ["random"] * (n_init - 1)
         best = None
         init_ll = []
+        seen = []   # (EM's ψ, the start's final result) of the starts polished so far
         for kind in kinds:
             W0, psi0 = self._start(R, n_comp, kind, rng, floor)
             W, psi, history, steps, result, ll = self._run_start(R, W0, psi0, n_comp, floor, tol,
-                                                                 max_iter)
+                                                                 max_iter, seen)
             init_ll.append(ll)
             if best is None or ll > best[0]:
                 best = (ll, W, psi, history, steps, result, len(init_ll) - 1)
         ll, W, psi, history, steps, result, best_index = best
-        if self.polish and not self._isotropic:
-            # the winner gets the tight polish (the others stopped at a projected gradient 1e-9)
-            W, psi, ll = self._polish(R, W, psi, ll, n_comp, floor, history, steps)
-            init_ll[best_index] = ll
         self._end_on_e_step(R, W, psi, ll, history, steps)
         ll = history[-1]
         init_ll[best_index] = ll

@@ -57,11 +57,32 @@ __all__ = ["moments", "check_statistics", "e_step", "m_step", "elbo_from_moments
 # --------------------------------------------------------------------------------------------
 
 def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sample mean x̄ and biased covariance S = (1/N) Σ (x_n − x̄)(x_n − x̄)ᵀ, centred first."""
+    """Sample mean x̄ and biased covariance S = (1/N) Σ (x_n − x̄)(x_n − x̄)ᵀ, centred first.
+
+    The product is one symmetric rank-N update (BLAS ``dsyrk``: half the flops of a general
+    product), exactly symmetric.
+    """
+    from scipy.linalg import blas
+
     mean = X.mean(axis=0)
     Xc = X - mean
-    S = Xc.T @ Xc / X.shape[0]
-    return mean, (S + S.T) / 2.0
+    A = Xc.T if Xc.flags.c_contiguous else np.asfortranarray(Xc).T   # (D, N), Fortran order
+    upper = blas.dsyrk(1.0 / X.shape[0], A, trans=0, lower=0)
+    S = np.triu(upper) + np.triu(upper, 1).T
+    return mean, S
+
+
+def _check_scale(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Refuse data whose second moments over- or underflow float64 (two reductions, no copy)."""
+    big = max(abs(float(np.max(X))), abs(float(np.min(X))))
+    if big > np.sqrt(np.finfo(float).max / X.size):
+        check_magnitude(X, name)               # raises, naming X and the limit
+    if 0.0 < big < 1e8 * np.sqrt(np.finfo(float).tiny):
+        raise ValueError(
+            f"{name} has no entry larger than {big:.3g} in magnitude: its squares underflow float64 "
+            f"(below {np.finfo(float).tiny:.3g}); rescale {name}, e.g. divide by its standard deviation"
+        )
+    return X
 
 
 def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covariance=None):
@@ -73,7 +94,7 @@ def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covarian
     if from_covariance is None:
         from_covariance = S is not None
     if not from_covariance:
-        X = check_magnitude(check_array(X, "X", min_samples=2), "X")
+        X = _check_scale(check_array(X, "X", min_samples=2))
         mu, S = moments(X)
         return mu, S, X.shape[0]
     S = np.array(check_covariance(S, "S"), dtype=float, copy=True)
@@ -273,7 +294,8 @@ def run_em(S, W, psi, *, noise="diagonal", psi_floor=0.0, tol=1e-8, max_iter=100
     """
     D, n_comp = W.shape
     zero_noise = noise == "fixed" and float(psi[0]) == 0.0
-    state = {"W": W, "psi": psi, "B": None, "G": None, "prev": (W, psi), "moved": np.inf}
+    state = {"W": W, "psi": psi, "B": None, "G": None, "prev": None, "last": (W, psi),
+             "subspace": None}
 
     def refresh():
         state["B"], state["G"] = e_step(state["W"], state["psi"])
@@ -284,6 +306,10 @@ def run_em(S, W, psi, *, noise="diagonal", psi_floor=0.0, tol=1e-8, max_iter=100
     def maximisation():
         state["W"], state["psi"] = m_step(S, state["B"], state["G"], state["psi"], noise=noise,
                                           psi_floor=psi_floor)
+        # the parameters at the end of this and of the previous iteration (jumps included)
+        state["prev"], state["last"] = state["last"], (state["W"], state["psi"])
+        if scale_step and state["prev"] is not None:
+            state["subspace"] = _subspace_change(state["prev"][0], state["W"])
 
     if zero_noise:
         def objective():
@@ -301,16 +327,12 @@ def run_em(S, W, psi, *, noise="diagonal", psi_floor=0.0, tol=1e-8, max_iter=100
             return state["error"]
 
     def param_change():
-        W0, psi0 = state["prev"]
-        W1, psi1 = state["W"], state["psi"]
+        if state["prev"] is None:
+            return np.inf
+        (W0, psi0), (W1, psi1) = state["prev"], state["last"]
         if zero_noise:
-            moved = _subspace_change(W0, W1)
-        else:
-            moved = _gram_change(W0, W1) + float(np.max(np.abs(psi1 - psi0)) / np.max(psi1))
-        state["prev"] = (W1, psi1)
-        state["subspace"] = _subspace_change(W0, W1) if scale_step else None
-        state["moved"] = moved
-        return moved
+            return _subspace_change(W0, W1)
+        return _gram_change(W0, W1) + float(np.max(np.abs(psi1 - psi0)) / np.max(psi1))
 
     # --- jumps between EM iterations -----------------------------------------------------
     learn_noise = noise != "fixed"

@@ -84,11 +84,12 @@ def test_a_decrease_within_the_stated_floating_point_error_is_noise():
 
 
 def test_convergence_waits_for_the_parameters():
-    # L is flat from the start, but the parameters keep moving by 2^-k: stop only at 2^-k <= 1e-3
+    # L is flat from iteration 2 on, but the parameters keep moving by 2^-k (asked once L is
+    # flat, i.e. from iteration 2): stop only at 2^-k <= 1e-3, k = 10, iteration 11
     moves = iter(2.0 ** -np.arange(1, 40))
     res = coordinate_ascent([("x", lambda: None)], lambda: 5.0, tol=1e-9, max_iter=100,
                             param_change=lambda: next(moves), param_tol=1e-3)
-    assert res.converged and res.n_iter == 10          # 2^-10 < 1e-3 <= 2^-9
+    assert res.converged and res.n_iter == 11          # 2^-10 < 1e-3 <= 2^-9
 
 
 def test_jumps_are_labelled_and_checked():

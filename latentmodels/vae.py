@@ -63,6 +63,7 @@ import numbers
 import os
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -212,7 +213,11 @@ class VAE(Estimator):
             elif isinstance(value, numbers.Real) and not isinstance(value, bool):
                 value = float(value)
             cfg[k] = value
-        del cfg["random_state"]
+        # an int seed (or None) is kept, so that a loaded model's get_params() equals the saved
+        # one's; a Generator's state is not a hyper-parameter and is written as None
+        rs = self.random_state
+        cfg["random_state"] = (int(rs) if isinstance(rs, numbers.Integral) and not isinstance(rs, bool)
+                               else None)
         cfg["hidden"] = list(_hidden_tuple(self.hidden))
         cfg["dtype"] = np.dtype(self.dtype).name
         return cfg
@@ -239,6 +244,16 @@ class VAE(Estimator):
                              f"n_levels={self.n_levels!r} with likelihood={self.likelihood!r}")
         check_int(self.n_mc, "n_mc")
         check_int(self.n_importance, "n_importance")
+        if self.objective == "elbo" and self.n_importance != 1:
+            raise ValueError(
+                f"n_importance={self.n_importance} applies to objective='iwae' or 'iwae-dreg' "
+                "(the training bound's K); objective='elbo' would ignore it. Pass objective='iwae' "
+                "to train the IWAE bound, or n_mc for more ELBO draws (log_likelihood takes its "
+                "own n_importance)")
+        if self.likelihood != "gaussian" and self.decoder_variance != "shared":
+            raise ValueError(
+                f"decoder_variance={self.decoder_variance!r} applies to likelihood='gaussian' only; "
+                f"likelihood={self.likelihood!r} has no variance (leave decoder_variance='shared')")
         if self.objective != "elbo" and self.n_mc != 1:
             raise ValueError(f"objective={self.objective!r} draws n_importance samples per row; n_mc "
                              f"must be 1, got {self.n_mc}")
@@ -255,6 +270,9 @@ class VAE(Estimator):
             raise ValueError(f"flow={self.flow!r} needs n_flows >= 1, got {self.n_flows}")
         if self.flow_hidden is not None:
             check_int(self.flow_hidden, "flow_hidden")
+            if self.flow != "iaf":
+                raise ValueError(f"flow_hidden={self.flow_hidden!r} is the MADE width of an IAF "
+                                 f"step; it applies to flow='iaf' only (got flow={self.flow!r})")
         check_positive(self.kl_weight, "kl_weight", allow_zero=True)
         check_int(self.batch_size, "batch_size")
         check_positive(self.learning_rate, "learning_rate")
@@ -448,7 +466,15 @@ class VAE(Estimator):
         return X
 
     def _as_eps(self, eps, N):
-        eps = np.asarray(eps, dtype=np.dtype(self.dtype))
+        if eps is None or isinstance(eps, (str, bytes)):
+            raise TypeError(f"eps must be an array of standard normal draws, got {type(eps).__name__}")
+        try:
+            raw = np.asarray(eps)
+        except ValueError as exc:     # ragged nested lists
+            raise ValueError(f"eps must be a rectangular array ({exc})") from None
+        if raw.dtype.kind not in "fiub":
+            raise TypeError(f"eps must hold real numbers (standard normal draws), got dtype {raw.dtype}")
+        eps = raw.astype(np.dtype(self.dtype))
         if eps.ndim == 2:
             eps = eps[None]
         if eps.ndim != 3 or eps.shape[1:] != (N, self.n_latent):
@@ -712,6 +738,9 @@ class VAE(Estimator):
     def _elbo(self, X, q, n_samples, rng):
         N = X.shape[0]
         if q is not None:
+            if not isinstance(q, GaussianQ):
+                raise TypeError(f"q must be None (the encoder's q(z|x)) or a "
+                                f"latentmodels.gaussian.GaussianQ, got {type(q).__name__}")
             if q.mean.shape != (N, self.n_latent):
                 raise ValueError(f"q has means of shape {q.mean.shape}, expected "
                                  f"{(N, self.n_latent)}")
@@ -933,17 +962,27 @@ class VAE(Estimator):
 
     def active_units(self, X, threshold: float = 0.01) -> int:
         """Number of latent units with Var_x(E_q[z_j | x]) > threshold (Burda et al. 2016)."""
+        threshold = check_positive(threshold, "threshold", allow_zero=True)
         return int(np.sum(np.var(self.transform(X), axis=0) > threshold))
 
     # ---- persistence -------------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write configuration, parameters and history to an ``.npz`` file (no pickle)."""
+    def save(self, path) -> str:
+        """Write configuration, parameters and history to an ``.npz`` file (no pickle).
+
+        Like :func:`numpy.savez`, a path without the ``.npz`` suffix gets it; the path written is
+        returned (:meth:`load` accepts either spelling). The optimiser's moments and the random
+        generator's state are not saved: training resumed after ``load`` starts a fresh
+        optimiser (and, with an int ``random_state``, the generator from that seed)."""
         check_fitted(self, ("params",))
         arrays = {f"param:{k}": v for k, v in self.params.items()}
         meta = {"config": self._config(), "n_features": self.n_features_in_,
                 "history": self.history_, "kl_history": self.kl_history_,
                 "val_history": self.val_history_, "epochs": self.epochs_}
         np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+        if isinstance(path, (str, os.PathLike)):
+            path = os.fspath(path)
+            return path if path.endswith(".npz") else path + ".npz"
+        return path
 
     @classmethod
     def load(cls, path) -> "VAE":
@@ -952,7 +991,16 @@ class VAE(Estimator):
         The file is not trusted: pickles are refused; the configuration is checked (types,
         ranges) and the parameter shapes it implies are compared with the file's arrays — names,
         exact shapes, finiteness — before anything is allocated, so an edited file raises
-        ``ValueError`` instead of broadcasting, loading NaNs or allocating without bound."""
+        ``ValueError`` instead of broadcasting, loading NaNs or allocating without bound.
+        ``path`` may omit the ``.npz`` suffix that :meth:`save` adds."""
+        if isinstance(path, (str, os.PathLike)):
+            path = os.fspath(path)
+            if not os.path.exists(path) and os.path.exists(path + ".npz"):
+                path = path + ".npz"     # save("model") wrote model.npz, as numpy.savez does
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no VAE file at {path!r} (VAE.save writes '<path>.npz')")
+            if not zipfile.is_zipfile(path):
+                raise ValueError(f"{path} is not a VAE file written by VAE.save (not an .npz archive)")
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise ValueError(f"{path} is not a VAE file written by VAE.save (no 'meta' entry)")
@@ -973,6 +1021,10 @@ class VAE(Estimator):
                 cfg.get("dtype", "float32"), cfg.get("dtype"))
             if isinstance(cfg.get("hidden"), list):
                 cfg["hidden"] = tuple(cfg["hidden"])
+            rs = cfg.get("random_state")
+            if rs is not None and (isinstance(rs, bool) or not isinstance(rs, int) or rs < 0):
+                raise ValueError(f"{path}: config random_state must be null or a non-negative "
+                                 f"integer, got {rs!r}")
             model = cls(**cfg)
             model._check_config()
             D = meta.get("n_features")

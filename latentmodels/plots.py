@@ -541,6 +541,10 @@ def make_all(out="figures", *, quick=False, progress=None) -> list:
     say("score-function vs pathwise gradients ...")
     save(gradient_variance(n_samples=5000 if quick else 100_000), "gradient_variance.png")
     say("the chain ...")
-    save(chain_bars(run_chain(**chain_inputs("digits", random_state=0), n_components=10,
-                              vae_epochs=15 if quick else 150, quick=quick)), "chain.png")
+    d = chain_inputs("digits", random_state=0)
+    if quick:   # a smoke test of the figure: 400 rows, L = 3, a few epochs (numbers mean little)
+        rows = np.random.default_rng(0).permutation(d["X"].shape[0])[:400]
+        d = dict(d, X=d["X"][rows], levels=d["levels"][rows], data_name="400 digits (quick)")
+    save(chain_bars(run_chain(**d, n_components=3 if quick else 10, vae_epochs=4 if quick else 150,
+                              quick=quick)), "chain.png")
     return written

@@ -270,7 +270,8 @@ def cb_log_normalizer(logits):
     small = a < _TAYLOR
     safe = np.where(small, 1.0, a)
     far = np.log(safe) - np.log(-np.expm1(-safe)) + np.log1p(np.exp(-safe))
-    l2 = l * l
+    ls = np.where(small, l, 0.0)       # the series only where it is used (l² overflows float32 at 1.8e19)
+    l2 = ls * ls
     near = np.log(2.0) + l2 * (1 / 12 + l2 * (-7 / 1440 + l2 * (31 / 90720 - l2 * 127 / 4838400)))
     return np.where(small, near, far).astype(l.dtype, copy=False)
 
@@ -286,21 +287,28 @@ def cb_log_normalizer_grad(logits):
     safe = np.where(small, 1.0, a)
     inv_sinh = 2.0 * np.exp(-safe) / (-np.expm1(-2.0 * safe))
     far = np.sign(l) * (1.0 / safe - inv_sinh)
-    l2 = l * l
-    near = l * (1 / 6 + l2 * (-7 / 360 + l2 * (31 / 15120 - l2 * 127 / 604800)))
+    ls = np.where(small, l, 0.0)
+    l2 = ls * ls
+    near = ls * (1 / 6 + l2 * (-7 / 360 + l2 * (31 / 15120 - l2 * 127 / 604800)))
     return np.where(small, near, far).astype(l.dtype, copy=False)
 
 
 def cb_mean(logits):
     """E[x] of the continuous Bernoulli: λ/(2λ − 1) + 1/(2 artanh(1 − 2λ))
     (Loaiza-Ganem & Cunningham 2019, §3), which in the logit is 1/(1 − e^{−l}) − 1/l; near l = 0
-    the series ½ + l/12 − l³/720 + l⁵/30240 − l⁷/1209600. (λ itself is not the mean.)"""
+    the series ½ + l/12 − l³/720 + l⁵/30240 − l⁷/1209600. (λ itself is not the mean.)
+
+    With a = |l|, 1/(1 − e^{−l}) is −1/expm1(−a) for l > 0 and e^{−a}/expm1(−a) for l < 0, so no
+    exponential overflows at any logit (a clip at ±700 gave 1 − 1/700 instead of 1 − 1/l)."""
     l = np.asarray(logits)
     small = np.abs(l) < _TAYLOR
-    safe = np.where(small, 1.0, np.clip(l, -700.0, 700.0))
-    far = -1.0 / np.expm1(-safe) - 1.0 / safe
-    l2 = l * l
-    near = 0.5 + l * (1 / 12 + l2 * (-1 / 720 + l2 * (1 / 30240 - l2 / 1209600)))
+    safe = np.where(small, 1.0, l)
+    a = np.abs(safe)
+    em = np.expm1(-a)                  # in (−1, 0): no overflow, no division by zero
+    far = np.where(safe > 0, -1.0 / em, np.exp(-a) / em) - 1.0 / safe
+    ls = np.where(small, l, 0.0)
+    l2 = ls * ls
+    near = 0.5 + ls * (1 / 12 + l2 * (-1 / 720 + l2 * (1 / 30240 - l2 / 1209600)))
     return np.where(small, near, far).astype(l.dtype, copy=False)
 
 

@@ -200,3 +200,30 @@ def test_cb_normaliser_is_even_and_at_least_log2(l):
     assert a[0] >= np.log(2.0) - 1e-15
     g = cb_log_normalizer_grad(np.array([l, -l]))
     assert abs(g[0] + g[1]) <= 1e-15 * max(1.0, abs(g[0]))
+
+
+def _mp_cb_mean(l):
+    """E[x] = λ/(2λ − 1) + 1/(2 artanh(1 − 2λ)), λ = σ(l) (Loaiza-Ganem & Cunningham 2019, §3),
+    straight from the λ form at 80 + |l| digits (1 − 2λ must not round to ±1)."""
+    with mpmath.workdps(80 + int(min(abs(float(l)), 2000))):
+        lam = 1 / (1 + mpmath.exp(-mpmath.mpf(l)))
+        return lam / (2 * lam - 1) + 1 / (2 * mpmath.atanh(1 - 2 * lam))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cb_functions_at_extreme_logits_are_exact_and_warn_nothing(dtype):
+    """Decoder logits far beyond ±88 (float32's exp range) or ±1.8e19 (where l² overflows): the
+    mean against the λ form in mpmath (a clip at ±700 gave 1 − 1/700 at l = 800 before), and no
+    overflow RuntimeWarning from any of the three functions."""
+    l = np.array([-1e30, -1e20, -1500.0, -800.0, -90.0, 90.0, 800.0, 1500.0, 1e20, 1e30], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):    # underflow to 0 is fine
+        m, c, g = cb_mean(l), cb_log_normalizer(l), cb_log_normalizer_grad(l)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    for li, mi in zip(l, m):
+        if abs(li) <= 1500:
+            np.testing.assert_allclose(mi, float(_mp_cb_mean(float(li))), rtol=rtol)
+    # far from ½: mean → 1 − 1/l (l > 0) or −1/l (l < 0), log C → log|l|, d log C/dl → 1/l
+    np.testing.assert_allclose(m, np.where(l > 0, 1.0, 0.0) - 1.0 / l.astype(np.float64), rtol=rtol)
+    np.testing.assert_allclose(c, np.log(np.abs(l.astype(np.float64))), rtol=rtol)
+    np.testing.assert_allclose(g, 1.0 / l.astype(np.float64), rtol=rtol)
+    assert m.dtype == c.dtype == g.dtype == dtype

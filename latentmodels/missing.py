@@ -334,20 +334,42 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
     tol = check_positive(tol, "tol")
     min_psi = check_positive(min_psi, "min_psi")
     rng = check_random_state(random_state)
-    # work relative to the observed column means: keeps s_d − θ̃B_d free of cancellation
+    # Work in standardised units: relative to the observed column means (keeps s_d − θ̃B_d free
+    # of cancellation) and divided by the observed standard deviations (one common scale for
+    # isotropic or fixed noise). ML is equivariant under x_d → c_d x_d + b_d (ψ_d → c_d² ψ_d,
+    # log-likelihood − Σ_d n_d log c_d / N), so the start, the floors and the stopping rule are
+    # then the same for data in any units, and squares of entries of 1e200 cannot overflow.
     n_obs = observed.sum(axis=0)
-    centre = np.where(observed, Xf, 0.0).sum(axis=0) / n_obs
-    Xz = np.where(observed, Xf - centre, 0.0)
-    var_obs = np.sum(Xz * Xz, axis=0) / n_obs
-    constant = np.flatnonzero(var_obs <= 1e-12 * max(var_obs.max(), 1e-300))
+    big = np.max(np.abs(np.where(observed, Xf, 0.0)), axis=0)           # > 0 unless all zero
+    big = np.where(big > 0, big, 1.0)
+    centre = np.where(observed, Xf / big, 0.0).sum(axis=0) / n_obs * big
+    Xz = np.where(observed, (Xf - centre) / big, 0.0)
+    sd = np.sqrt(np.sum(Xz * Xz, axis=0) / n_obs) * big                 # observed sd, caller's units
+    # constant per column, in that column's own units (a test against the largest variance of
+    # all columns would call a column in small units constant): spread within rounding of its
+    # magnitude, or a single observed entry
+    constant = np.flatnonzero((sd <= 16 * np.finfo(float).eps * big) | (n_obs < 2))
     if constant.size and noise == "diagonal":
         raise ValueError(
-            f"X has {constant.size} feature(s) constant on their observed entries (columns "
-            f"{constant[:10].tolist()}): their uniqueness would be 0 and the likelihood unbounded"
+            f"X has {constant.size} feature(s) constant on their observed entries or observed only "
+            f"once (columns {constant[:10].tolist()}): their uniqueness would be 0 and the "
+            "likelihood unbounded; drop them"
         )
+    if noise == "diagonal":
+        scale = sd
+    else:
+        top = sd.max()
+        if not top > 0:
+            raise ValueError("X is constant on its observed entries: there is no variance to model")
+        scale = np.full(D, top * np.sqrt(np.mean((sd / top) ** 2)))      # rms sd, overflow-free
+    Xz = Xz * (big / scale)
+    var_obs = np.sum(Xz * Xz, axis=0) / n_obs                            # 1 for diagonal noise
+    jacobian = -float(np.sum(n_obs * np.log(scale))) / N                 # per row, nats
     floor = min_psi * (var_obs.mean() if noise == "isotropic" else var_obs)
     if isinstance(init, dict):
-        init = dict(init, mu=np.asarray(init["mu"], dtype=np.float64) - centre)
+        init = dict(init, mu=(np.asarray(init["mu"], dtype=np.float64) - centre) / scale,
+                    W=np.asarray(init["W"], dtype=np.float64) / scale[:, None],
+                    psi=np.asarray(init["psi"], dtype=np.float64) / scale ** 2)
     mu, W, psi = _initial(Xz, observed, L, noise, init, rng)
     if noise == "fixed":
         if fixed_psi is None:
@@ -355,6 +377,7 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
         psi = np.broadcast_to(np.asarray(fixed_psi, dtype=np.float64), (D,)).copy()
         if not np.all(psi > 0):
             raise ValueError(f"fixed_psi must be positive, got {fixed_psi!r}")
+        psi = psi / scale ** 2
     pat = _Patterns(observed)
 
     history, labels = [], []
@@ -373,7 +396,7 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
                 f"fit_missing: the {label}-step lowered the ELBO from {previous!r} to {value!r} at "
                 f"iteration {it}; EM cannot do that, so an update is mis-derived"
             )
-        history.append(value)
+        history.append(value + jacobian)
         labels.append(label)
         previous = value
 
@@ -398,7 +421,8 @@ def fit_missing(X, n_components: int, *, noise: str = "diagonal", max_iter: int 
         for d in at_floor[:10]:
             warn(f"uniqueness psi[{d}] reached its lower bound min_psi * (observed variance of "
                  f"column {d}): a Heywood case; consider fewer components", ConvergenceWarning)
-    return MissingFit(mu=mu + centre, W=W, psi=psi, log_likelihood=history[-1],
+    return MissingFit(mu=mu * scale + centre, W=W * scale[:, None], psi=psi * scale ** 2,
+                      log_likelihood=history[-1],
                       history=history, history_labels=labels, n_iter=n_iter,
                       converged=converged, n_samples=N, n_missing=int((~observed).sum()))
 

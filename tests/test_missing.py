@@ -274,3 +274,38 @@ def test_fixed_noise_reaches_the_closed_form_ppca_with_given_sigma2():
     np.testing.assert_allclose(r.log_likelihood, p.log_likelihood(X), rtol=1e-9)
     with pytest.raises(ValueError, match="fixed_psi"):
         fit_missing(X, 2, noise="fixed")
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
+def test_fit_is_equivariant_under_the_units_of_each_column(noise):
+    # ML is equivariant under x_d -> c_d x_d + b_d: psi_d -> c_d^2 psi_d, W_d -> c_d W_d,
+    # mu_d -> c_d mu_d + b_d, mean log-likelihood - sum_d n_d log c_d / N (n_d observed entries of
+    # column d). Columns in units 1e12 apart used to be refused as "constant" (a variance test
+    # relative to the largest column), and entries of 1e150 overflowed their squares.
+    rng = np.random.default_rng(0)
+    N, D = 120, 5
+    W = rng.standard_normal((D, 2))
+    X = rng.standard_normal((N, 2)) @ W.T + np.sqrt(rng.uniform(0.3, 1.0, D)) * rng.standard_normal((N, D))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 1.0
+    if noise == "diagonal":
+        c, b = np.array([1e-6, 1.0, 1e6, 3e3, 1e-3]), np.array([0.0, -5.0, 1e6, 0.0, 3.0])
+    else:
+        c, b = np.full(D, 1e150), np.zeros(D)
+    base = fit_missing(X, 2, noise=noise, tol=1e-6)
+    scaled = fit_missing(X * c + b, 2, noise=noise, tol=1e-6)
+    assert scaled.n_iter == base.n_iter
+    np.testing.assert_allclose(scaled.psi / c**2, base.psi, rtol=1e-10)
+    np.testing.assert_allclose(scaled.W @ scaled.W.T / np.outer(c, c), base.W @ base.W.T,
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose((scaled.mu - b) / c, base.mu, rtol=1e-9, atol=1e-12)
+    shift = -np.sum((~np.isnan(X)).sum(axis=0) * np.log(c)) / N
+    np.testing.assert_allclose(scaled.log_likelihood, base.log_likelihood + shift, rtol=1e-12)
+    np.testing.assert_allclose(np.diff(scaled.history), np.diff(base.history), atol=1e-10)
+
+
+def test_a_column_observed_once_is_refused_by_name():
+    X, _, _, _ = _data(N=50, D=4)
+    X[1:, 2] = np.nan
+    with pytest.raises(ValueError, match=r"observed only once \(columns \[2\]\)"):
+        fit_missing(X, 1)

@@ -514,13 +514,13 @@ def chain_models(n_components: int, *, vae_epochs: int, random_state, quick: boo
         vae("MLP VAE (Gaussian, 256 tanh)", vae_epochs, **mlp),
     ]
     if _vae_supports(objective="iwae", n_importance=5):
-        models.append(vae("IWAE-trained VAE (K=5, Gaussian, 256 tanh)", vae_epochs,
+        models.append(vae("IWAE-trained VAE (K=5, 256 tanh)", vae_epochs,
                           objective="iwae", n_importance=5, **mlp))
     if _vae_supports(flow="iaf", n_flows=2):
-        models.append(vae("IAF VAE (2 steps, Gaussian, 256 tanh)", vae_epochs, flow="iaf",
+        models.append(vae("IAF VAE (2 steps, 256 tanh)", vae_epochs, flow="iaf",
                           n_flows=2, **mlp))
     if levels_split is not None:
-        models.append(vae(f"MLP VAE (categorical, {n_levels} levels, 256 tanh)", vae_epochs,
+        models.append(vae(f"categorical VAE ({n_levels} levels, 256 tanh)", vae_epochs,
                           discrete=True, hidden=(256,), activation="tanh",
                           likelihood="categorical", n_levels=n_levels, batch_size=128,
                           learning_rate=1e-3))

@@ -612,7 +612,8 @@ def run_chain(X, *, n_components: int = 10, test_fraction: float = 0.2, vae_epoc
                 progress(f"  warning: {text}")
         if progress is not None:
             r = rows[-1]
-            progress(f"  done in {r.seconds:.1f}s fit + {r.eval_seconds:.1f}s evaluation")
+            progress(f"  done: {_iterations(r)}, {r.seconds:.1f}s fit + {r.eval_seconds:.1f}s "
+                     "evaluation")
     notes += [
         "log p(x) is exact for the linear-Gaussian rows and the linear VAEs (their marginal is "
         "N(b, W Wᵀ + diag σ²)); an importance-weighted (IWAE) estimate for the MLP VAEs, a lower "

@@ -45,7 +45,8 @@ def test_verbose_progress_and_divergence():
     assert len(v.history_) == len(v.kl_history_) == len(v.val_history_) == 4
     bad = VAE(2, hidden=(3,), likelihood="gaussian", optimizer="sgd", learning_rate=1e6,
               dtype=np.float64, random_state=0)
-    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="learning rate"):
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="learning rate"), \
+            pytest.warns(UserWarning, match="far from 1"):
         bad.fit(X * 100, 50)
     with pytest.raises(TypeError, match="verbose"):
         v.fit(X, 1, verbose="yes")

@@ -880,3 +880,23 @@ def test_save_load_round_trips_every_configuration_exactly(tmp_path):
             assert w.params[k].dtype == v.params[k].dtype
             np.testing.assert_array_equal(w.params[k], v.params[k])
         assert w.log_likelihood(X, 3, random_state=1) == v.log_likelihood(X, 3, random_state=1)
+
+
+def test_gaussian_vae_warns_on_data_far_from_unit_scale():
+    """The Gaussian VAE is not scale-equivariant (fixed Adam steps, initial weights and the
+    log-variance clamp): on dequantised digits × 100 (or × 1e-4) it trained silently to a held-out
+    log p(x) (moved back to unit scale) of -1.6e5 (-1.3e6) against -196 at scale 1. It now says
+    so at the first fit, pointing at the user's line; standardised data stay silent."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = load_digits()[0][:40] + rng.uniform(size=(40, 64))
+    Xs = (X - X.mean(0)) / X.std()
+    for c in (100.0, 1e-4):
+        with pytest.warns(UserWarning, match="far from 1.*Standardise X") as rec:
+            VAE(2, hidden=(4,), likelihood="gaussian", random_state=0).fit(X * c, 1)
+        assert rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        VAE(2, hidden=(4,), likelihood="gaussian", random_state=0).fit(Xs, 1)
+        VAE(2, hidden=(4,), likelihood="gaussian", random_state=0).fit(X / 16, 1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import rotations
 from .elbo import warn_user
 from .linear_gaussian import (
     LinearGaussianModel,
@@ -34,6 +35,8 @@ from .linear_gaussian import (
     moments,
     run_em,
 )
+from .missing import fit_missing
+from .statistics import SufficientStatistics
 from .validation import (
     ConvergenceWarning,
     check_fitted,
@@ -168,6 +171,23 @@ class FactorAnalysis(LinearGaussianModel):
     random_state : None, int or numpy.random.Generator
         For the random starts. None means seed 0: the fit is then a deterministic function of the
         data (maximum likelihood is an estimate, not a sample).
+    rotation : None or {"varimax", "quartimax", "promax", "oblimin"}, default None
+        A rotation of the fitted loadings (:func:`latentmodels.rotations.rotate`) for
+        interpretation: ``loadings_``, ``rotation_matrix_`` and ``factor_correlation_`` hold it,
+        ``transform`` returns scores of the rotated factors. ``W_`` and every likelihood are
+        unchanged (the likelihood is rotation-invariant).
+    rotation_kwargs : dict or None
+        Passed to :func:`latentmodels.rotations.rotate` (e.g. ``{"normalize": False}``).
+
+    missing : {"raise", "em"}, default "raise"
+        What a NaN in X means: an error, or a missing value (see below).
+
+    Input: ``fit`` takes an array, a memmap, an iterable of chunks, a Dask array or a
+    :class:`~latentmodels.statistics.SufficientStatistics`; with ``missing="em"`` NaN entries are
+    missing values, fitted by EM on the observed entries (:func:`latentmodels.missing.fit_missing`:
+    plain EM from its own start, no restarts, SQUAREM or polish). ``partial_fit`` accumulates
+    chunks and, by default, refits from all rows seen (a cold start: the same fit as ``fit`` on
+    all rows).
 
     Attributes
     ----------
@@ -175,7 +195,9 @@ class FactorAnalysis(LinearGaussianModel):
     mean nats per sample), history_steps_ (the label of each: "E", "M", "squarem", "polish"),
     init_log_likelihoods_ (final mean log-likelihood of every start, the ``init`` start first),
     best_init_ (its index), log_likelihood_ (the final training log-likelihood), n_iter_,
-    converged_, n_features_in_, n_samples_.
+    converged_, n_features_in_, n_samples_, statistics_ (the sufficient statistics fitted),
+    sample_covariance_ (the (1/N) covariance fitted), loadings_, rotation_matrix_,
+    factor_correlation_.
     """
 
     psi_ = None
@@ -183,7 +205,7 @@ class FactorAnalysis(LinearGaussianModel):
     def __init__(self, n_components: int = 1, *, tol: float = 1e-8, max_iter: int = 10000,
                  min_psi: float = 1e-6, noise: str = "diagonal", accelerate: bool = True,
                  polish: bool = True, init: str = "joreskog", n_init: int = 4,
-                 random_state=None):
+                 random_state=None, rotation=None, rotation_kwargs=None, missing="raise"):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
@@ -194,6 +216,9 @@ class FactorAnalysis(LinearGaussianModel):
         self.init = init
         self.n_init = n_init
         self.random_state = random_state
+        self.rotation = rotation
+        self.rotation_kwargs = rotation_kwargs
+        self.missing = missing
 
     @property
     def _isotropic(self):
@@ -204,11 +229,6 @@ class FactorAnalysis(LinearGaussianModel):
         check_fitted(self, ("psi_",))
         return self.psi_.copy()
 
-    def fit(self, X, y=None) -> "FactorAnalysis":
-        """Fit by EM to the rows of X (n_samples, n_features). Returns self."""
-        mu, S, n = check_statistics(X=X, from_covariance=False)
-        return self._fit_moments(mu, S, n)
-
     def fit_covariance(self, S, n_samples: int, mean=None) -> "FactorAnalysis":
         """Fit by EM to a covariance matrix S computed elsewhere (e.g. a correlation matrix).
 
@@ -216,7 +236,63 @@ class FactorAnalysis(LinearGaussianModel):
         ``mean`` (default zeros; copied) becomes ``mu_``. Returns self.
         """
         mu, S, n = check_statistics(S=S, n_samples=n_samples, mean=mean)
-        return self._fit_moments(mu, S, n)
+        self._fit_moments(mu, S, n)
+        self.statistics_ = SufficientStatistics(n, mu, S * n)
+        return self
+
+    # ---- rotation, scores, diagnostics (thin wrappers over rotations.py / diagnostics.py) ----
+    def _rotate(self):
+        rot = rotations.rotate(self.W_, self.rotation, **(self.rotation_kwargs or {}))
+        self.loadings_ = rot.loadings
+        self.rotation_matrix_ = rot.rotation_matrix
+        self.factor_correlation_ = rot.factor_correlation
+
+    def transform(self, X, method: str = "regression") -> np.ndarray:
+        """Factor scores, (N, L): ``"regression"`` (Thomson 1951; the posterior mean E[z | x] —
+        with ``rotation=None`` exactly :meth:`posterior`'s means, NaN and Dask input included) or
+        ``"bartlett"`` (weighted least squares, Bartlett 1937), of the rotated factors when a
+        ``rotation`` was given (:func:`latentmodels.rotations.factor_scores`)."""
+        if method == "regression" and self.rotation in (None, "none"):
+            return super().transform(X)
+        X = self._validate_X(X)
+        return rotations.factor_scores(X, self.mu_, self.loadings_, self.psi_,
+                                       phi=self.factor_correlation_, method=method)
+
+    def summary(self, cutoff: float = 0.1, sort: bool = True) -> str:
+        """A factanal-style table of loadings, communalities and uniquenesses
+        (:func:`latentmodels.diagnostics.summary`)."""
+        from .diagnostics import summary
+
+        check_fitted(self, ("W_", "psi_"))
+        return summary(self, cutoff=cutoff, sort=sort)
+
+    def fit_statistics(self):
+        """χ², RMSEA, TLI, AIC/BIC of the fit (:func:`latentmodels.diagnostics.fit_statistics`)."""
+        from .diagnostics import fit_statistics
+
+        check_fitted(self, ("W_", "sample_covariance_"))
+        return fit_statistics(self.sample_covariance_, self.n_samples_, self.W_, self.psi_)
+
+    sample_covariance_ = None
+
+    # ---- missing values ------------------------------------------------------------------
+    def _fit_missing(self, X):
+        min_psi = check_positive(self.min_psi, "min_psi", allow_zero=True)
+        r = fit_missing(X, self.n_components, noise="isotropic" if self._isotropic else "diagonal",
+                        max_iter=self.max_iter, tol=self.tol,
+                        min_psi=max(min_psi, MIN_PSI_NUMERICAL),
+                        random_state=0 if self.random_state is None else self.random_state)
+        self.W_, self.mu_, self.psi_ = r.W, r.mu, np.asarray(r.psi, dtype=float)
+        self.history_, self.history_steps_ = list(r.history), list(r.history_labels)
+        self.init_log_likelihoods_ = np.array([r.log_likelihood])
+        self.best_init_ = 0
+        self.log_likelihood_ = float(r.log_likelihood)
+        self.n_iter_, self.converged_ = r.n_iter, r.converged
+        self.n_features_in_, self.n_samples_ = r.W.shape[0], r.n_samples
+        self.statistics_ = None            # no complete-data statistics to continue from
+        self.sample_covariance_ = None
+        self._rotate()
+        return self
 
     # ---- starts --------------------------------------------------------------------------
     def _start(self, R, n_comp, kind, rng, floor):
@@ -255,8 +331,9 @@ class FactorAnalysis(LinearGaussianModel):
         if polish:
             psi_em = psi
             for psi_other, (W_o, psi_o, ll_o) in seen:
-                # EM ended where an earlier start's EM ended: the same maximum, polished already
-                if np.max(np.abs(psi_em - psi_other)) < 1e-4 and ll_o >= loglik:
+                # EM ended where an earlier start's EM ended (every ψ on the correlation scale
+                # within 1e-3): the same basin, whose maximum was polished already
+                if np.max(np.abs(psi_em - psi_other)) < 1e-3 and ll_o >= loglik:
                     history.append(ll_o)
                     steps.append("polish")
                     return W_o, psi_o, history, steps, result, ll_o
@@ -352,6 +429,8 @@ class FactorAnalysis(LinearGaussianModel):
         self.converged_ = result.converged
         self.n_features_in_ = D
         self.n_samples_ = n_samples
+        self.sample_covariance_ = S.copy()
+        self._rotate()
         if not self._isotropic:
             at_floor = np.flatnonzero(psi <= floor * (1.0 + 1e-6))
             for j in at_floor[:10]:

@@ -36,6 +36,8 @@ from . import gaussian as gs
 from .acceleration import Squarem
 from .elbo import ELBO, coordinate_ascent, float_error
 from .gaussian import GaussianQ
+from .missing import has_missing, impute, observed_score_samples, posterior_missing
+from .statistics import SufficientStatistics, is_dask_array, map_rows, sufficient_statistics
 from .validation import (
     Estimator,
     check_array,
@@ -47,8 +49,8 @@ from .validation import (
     check_random_state,
 )
 
-__all__ = ["moments", "check_statistics", "e_step", "m_step", "elbo_from_moments", "elbo_error",
-           "log_likelihood_from_moments", "reconstruction_objective", "ritz_scale_step",
+__all__ = ["moments", "check_statistics", "statistics_of", "e_step", "m_step", "elbo_from_moments",
+           "elbo_error", "log_likelihood_from_moments", "reconstruction_objective", "ritz_scale_step",
            "run_em", "LinearGaussianModel"]
 
 
@@ -106,6 +108,28 @@ def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covarian
         if mu.shape[0] != S.shape[0]:
             raise ValueError(f"mean has {mu.shape[0]} entries, S is {S.shape[0]}x{S.shape[0]}")
     return mu, (S + S.T) / 2.0, n_samples
+
+
+def statistics_of(X, name: str = "X") -> SufficientStatistics:
+    """One pass over X — an array, a memmap, an iterable of 2-D chunks, a Dask array, or already a
+    :class:`~latentmodels.statistics.SufficientStatistics` — into (n, mean, centred m2), refusing
+    magnitudes whose second moments overflow float64."""
+    if isinstance(X, SufficientStatistics):
+        return X
+    if X is None:
+        raise TypeError(f"{name} must be an array of numbers, got None")
+    if isinstance(X, (list, tuple)) and not (len(X) and np.ndim(X[0]) == 2):
+        X = check_array(X, name, min_samples=2)       # rows as lists, not a list of chunks
+    if isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
+        # in memory: one centred pass and one dsyrk (:func:`moments`), the fastest exact route
+        X = _check_scale(check_array(X, name, min_samples=2), name)
+        mean, S = moments(X)
+        return SufficientStatistics(X.shape[0], mean, S * X.shape[0])
+    stats = sufficient_statistics(X, name, min_samples=2)
+    if not np.all(np.isfinite(stats.m2)):
+        raise ValueError(f"{name} has entries whose squares overflow float64; rescale {name}, e.g. "
+                         "divide by its standard deviation")
+    return stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,10 +424,67 @@ class LinearGaussianModel(Estimator):
     W_ = None
     mu_ = None
     n_features_in_ = None
+    statistics_ = None
     _isotropic = False
 
     def noise_variance(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ---- fitting from data, chunks, statistics, or data with missing entries ------------------
+    def _nan_is_missing(self, X) -> bool:
+        """NaN entries are missing values only with ``missing="em"``; otherwise they are refused."""
+        mode = getattr(self, "missing", "raise")
+        if mode not in ("raise", "em"):
+            raise ValueError(f"missing must be 'raise' or 'em', got {mode!r}")
+        return mode == "em" and has_missing(X)
+
+    def fit(self, X, y=None):
+        """Fit to X: an array, a memmap, an iterable of 2-D chunks or a Dask array (one pass into
+        sufficient statistics, :mod:`latentmodels.statistics`). With ``missing="em"``, NaN entries
+        are missing values (EM on the observed entries, :mod:`latentmodels.missing`). Returns self."""
+        if self._nan_is_missing(X):
+            return self._fit_missing(X)
+        return self.fit_from_statistics(statistics_of(X, "X"))
+
+    def fit_from_statistics(self, statistics=None):
+        """Fit to a :class:`~latentmodels.statistics.SufficientStatistics` (default: the ones
+        accumulated by :meth:`partial_fit`). Returns self."""
+        if statistics is None:
+            check_fitted(self, ("statistics_",))
+            statistics = self.statistics_
+        if not isinstance(statistics, SufficientStatistics):
+            raise TypeError("statistics must be a latentmodels.statistics.SufficientStatistics, "
+                            f"got {type(statistics).__name__}")
+        if statistics.n < 2:
+            raise ValueError(f"statistics must hold at least 2 rows, got n={statistics.n}")
+        S = statistics.covariance(ddof=0)
+        self._fit_moments(np.array(statistics.mean + statistics.mean_lo, dtype=float),
+                          (S + S.T) / 2.0, int(statistics.n))
+        self.statistics_ = statistics
+        return self
+
+    def partial_fit(self, X_chunk, y=None, *, refit: bool = True):
+        """Add a chunk of rows to the accumulated statistics (Chan–Golub–LeVeque merge) and, with
+        ``refit=True`` (the default, as scikit-learn's partial_fit leaves a usable model), refit
+        from all rows seen so far — a cold start from the statistics, the same deterministic fit as
+        ``fit`` on all rows, costing one EM on D×D statistics whatever the number of rows. For many
+        small chunks pass ``refit=False`` and call :meth:`fit_from_statistics` once at the end."""
+        prev = self.statistics_
+        chunk = sufficient_statistics(X_chunk, "X_chunk", min_samples=1 if prev is None else 0,
+                                      n_features=None if prev is None else prev.n_features)
+        self.statistics_ = chunk if prev is None else prev.merge(chunk)
+        if refit and self.statistics_.n >= 2:
+            self.fit_from_statistics()
+        return self
+
+    def _fit_missing(self, X):  # pragma: no cover - models override
+        raise ValueError(f"{type(self).__name__} does not handle missing values (NaN) in X")
+
+    def impute(self, X):
+        """X with each NaN replaced by E[x_missing | x_observed] under the fitted model (a new array;
+        Bishop PRML eq. 2.81)."""
+        check_fitted(self, ("W_", "mu_", "n_features_in_"))
+        return impute(X, self.mu_, self.W_, self._noise())
 
     def _validate_X(self, X, name: str = "X") -> np.ndarray:
         check_fitted(self, ("W_", "mu_", "n_features_in_"))
@@ -440,12 +521,21 @@ class LinearGaussianModel(Estimator):
         return self.W_ @ self.W_.T + np.diag(self.noise_variance())
 
     def score_samples(self, X) -> np.ndarray:
-        """log p(x_n) for each row, exact: ``log N(x | μ, W Wᵀ + Ψ)`` by Woodbury (Bishop 12.35)."""
+        """log p(x_n) for each row, exact: ``log N(x | μ, W Wᵀ + Ψ)`` by Woodbury (Bishop 12.35).
+
+        NaN entries are missing values: the row's observed-data log-likelihood. A Dask array gives
+        a lazy Dask array chunked like X."""
+        if is_dask_array(X):
+            check_fitted(self, ("W_", "mu_", "n_features_in_"))
+            return map_rows(X, self.score_samples)
+        if self._nan_is_missing(X):
+            check_fitted(self, ("W_", "mu_", "n_features_in_"))
+            return observed_score_samples(X, self.mu_, self.W_, self._noise())
         X = self._validate_X(X)
         return gs.lowrank_logpdf(X, self.mu_, self.W_, self._noise())
 
     def log_likelihood(self, X) -> float:
-        """Mean log p(x) per sample in nats, exact."""
+        """Mean log p(x) per sample in nats, exact (observed-data log-likelihood with NaN)."""
         return float(np.mean(self.score_samples(X)))
 
     def score(self, X, y=None) -> float:
@@ -455,12 +545,18 @@ class LinearGaussianModel(Estimator):
     # ---- the posterior ---------------------------------------------------------------------
     def posterior(self, X) -> GaussianQ:
         """The exact posterior p(z | x) = N(B (x − μ), G) (Bishop PRML eqs. 12.66–12.68)."""
+        if self._nan_is_missing(X):   # q(z_n | x_n,observed): per-row covariances
+            check_fitted(self, ("W_", "mu_", "n_features_in_"))
+            return GaussianQ(*posterior_missing(X, self.mu_, self.W_, self._noise()))
         X = self._validate_X(X)
         B, G = e_step(self.W_, self.noise_variance())
         return GaussianQ((X - self.mu_) @ B.T, G)
 
     def transform(self, X) -> np.ndarray:
-        """Posterior means E[z | x], shape (N, L)."""
+        """Posterior means E[z | x], shape (N, L) (lazy for a Dask array)."""
+        if is_dask_array(X):
+            check_fitted(self, ("W_", "mu_", "n_features_in_"))
+            return map_rows(X, self.transform, n_outputs=self.W_.shape[1])
         return self.posterior(X).mean
 
     def reconstruct(self, X) -> np.ndarray:

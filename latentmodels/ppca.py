@@ -37,6 +37,8 @@ from .linear_gaussian import (
     reconstruction_objective,
     run_em,
 )
+from .missing import fit_missing
+from .statistics import SufficientStatistics
 from .validation import (
     check_array,
     check_fitted,
@@ -70,13 +72,21 @@ class PPCA(LinearGaussianModel):
         SQUAREM jumps between EM iterations, kept only when they raise the objective.
     random_state : None, int or Generator
         The random initial W of EM.
+    missing : {"raise", "em"}, default "raise"
+        What a NaN in X means: an error, or a missing value (see below).
 
     Attributes
     ----------
     W_ (D, L), sigma2_ (float), mu_ (D,), explained_variance_ (the L leading eigenvalues of S),
     history_ (ELBO after each step; one value for the closed form; at σ² = 0 the reconstruction
     objective), history_steps_ (the label of each: "E", "M", "squarem", "scale"), n_iter_,
-    converged_, n_features_in_, n_samples_.
+    converged_, n_features_in_, n_samples_, statistics_.
+
+    Input: ``fit`` takes an array, a memmap, an iterable of chunks, a Dask array or a
+    :class:`~latentmodels.statistics.SufficientStatistics`; with ``missing="em"`` NaN entries are
+    missing values, fitted by EM on the observed entries (whatever ``method``; else NaN raises).
+    ``partial_fit`` accumulates chunks and, by
+    default, refits from all rows seen.
     """
 
     _isotropic = True
@@ -84,7 +94,7 @@ class PPCA(LinearGaussianModel):
 
     def __init__(self, n_components: int = 1, *, sigma2: float | None = None,
                  method: str = "closed_form", tol: float = 1e-10, max_iter: int = 10000,
-                 accelerate: bool = True, random_state=None):
+                 accelerate: bool = True, random_state=None, missing="raise"):
         self.n_components = n_components
         self.sigma2 = sigma2
         self.method = method
@@ -92,6 +102,7 @@ class PPCA(LinearGaussianModel):
         self.max_iter = max_iter
         self.accelerate = accelerate
         self.random_state = random_state
+        self.missing = missing
 
     def noise_variance(self) -> np.ndarray:
         """σ² repeated D times (a new array)."""
@@ -104,15 +115,32 @@ class PPCA(LinearGaussianModel):
         D, n_comp = self.W_.shape
         return D * n_comp - n_comp * (n_comp - 1) // 2 + D + int(self._learned_sigma2)
 
-    def fit(self, X, y=None) -> "PPCA":
-        """Fit to the rows of X (n_samples, n_features). Returns self."""
-        mu, S, n = check_statistics(X=X, from_covariance=False)
-        return self._fit_moments(mu, S, n)
-
     def fit_covariance(self, S, n_samples: int, mean=None) -> "PPCA":
         """Fit to a (1/N) covariance matrix computed elsewhere (``mean`` is copied). Returns self."""
         mu, S, n = check_statistics(S=S, n_samples=n_samples, mean=mean)
-        return self._fit_moments(mu, S, n)
+        self._fit_moments(mu, S, n)
+        self.statistics_ = SufficientStatistics(n, mu, S * n)
+        return self
+
+    def _fit_missing(self, X):
+        """EM on the observed entries (Tipping & Bishop 1999, section 4.1;
+        :func:`latentmodels.missing.fit_missing`), σ² learned or held at ``sigma2``."""
+        if self.sigma2 is not None:
+            s2 = check_positive(self.sigma2, "sigma2")
+            kw = dict(noise="fixed", fixed_psi=s2)
+        else:
+            kw = dict(noise="isotropic")
+        r = fit_missing(X, self.n_components, max_iter=self.max_iter, tol=self.tol,
+                        random_state=self.random_state, **kw)
+        self._learned_sigma2 = self.sigma2 is None
+        self.W_, self.mu_ = r.W, r.mu
+        self.sigma2_ = float(np.atleast_1d(r.psi)[0])
+        self.explained_variance_ = None
+        self.history_, self.history_steps_ = list(r.history), list(r.history_labels)
+        self.n_iter_, self.converged_ = r.n_iter, r.converged
+        self.n_features_in_, self.n_samples_ = r.W.shape[0], r.n_samples
+        self.statistics_ = None
+        return self
 
     def _fit_moments(self, mu, S, n_samples):
         D = S.shape[0]

@@ -198,6 +198,11 @@ class VBPCA(LinearGaussianModel):
 
     def fit(self, X, y=None) -> "VBPCA":
         """Run CAVI over q(Z), q(μ), q(W), q(α), q(τ) until the ELBO settles. Returns self."""
+        from .missing import has_missing
+
+        if has_missing(X):
+            raise ValueError("X has missing values (NaN): VBPCA needs complete rows; fit "
+                             "FactorAnalysis or PPCA, which handle NaN, and use their impute(X)")
         X = check_magnitude(check_array(X, "X", min_samples=2), "X")
         N, D = X.shape
         L = check_n_components(self.n_components, D)
@@ -269,6 +274,14 @@ class VBPCA(LinearGaussianModel):
         self.converged_ = result.converged
         self.n_features_in_, self.n_samples_ = D, N
         return self
+
+    def fit_from_statistics(self, statistics=None):
+        """Not available: VB-PCA's q(Z) is per row, so it needs the rows themselves."""
+        raise NotImplementedError("VBPCA fits rows (its q(Z) is per row); call fit(X)")
+
+    def partial_fit(self, X_chunk, y=None, *, refit: bool = True):
+        """Not available: VB-PCA's q(Z) is per row, so it needs the rows themselves."""
+        raise NotImplementedError("VBPCA fits rows (its q(Z) is per row); call fit(X)")
 
     # ---- the shared interface -------------------------------------------------------------------
     def noise_variance(self) -> np.ndarray:

@@ -171,3 +171,19 @@ def test_before_fit_raises_not_fitted():
     for call in (m.n_parameters, m.noise_variance, m.get_covariance):
         with pytest.raises(NotFittedError):
             call()
+
+
+def test_partial_fit_equals_fit_and_missing_values_by_em():
+    X = data(8, N=240, D=6, L=2)
+    full = PPCA(2).fit(X)
+    m = PPCA(2)
+    for chunk in np.array_split(X, 5):
+        m.partial_fit(chunk)                           # refits after every chunk
+    assert np.isclose(m.log_likelihood(X), full.log_likelihood(X), rtol=1e-10)
+    assert np.isclose(m.sigma2_, full.sigma2_, rtol=1e-10)
+    Xm = X.copy()
+    Xm[::7, 3] = np.nan
+    em = PPCA(2, missing="em").fit(Xm)
+    assert np.isclose(em.log_likelihood(Xm), em.history_[-1], rtol=1e-9)
+    # with no entry missing the observed-data log-likelihood is the ordinary one
+    assert np.isclose(em.log_likelihood(X), np.mean(em.score_samples(X)), rtol=1e-12)

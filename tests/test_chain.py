@@ -88,6 +88,10 @@ def test_exact_marginal_of_a_linear_vae_against_monte_carlo():
     m = VAE(1, hidden=(), likelihood="gaussian", decoder_variance="shared", dtype=np.float64,
             random_state=0).fit(X, 5)
     b, W, var = _linear_vae_marginal(m)
+    # the decoder's own parameters give the same marginal (z W + b, σ² = exp(log-variance))
+    np.testing.assert_allclose(W, m.params["dec_out.W"].T, rtol=1e-12)
+    np.testing.assert_allclose(b, m.params["dec_out.b"], rtol=1e-12)
+    np.testing.assert_allclose(var, np.exp(m.params["dec_logvar"]) * np.ones(4), rtol=1e-12)
     exact = gs.lowrank_logpdf(X[:3], b, W, var)
     z = np.random.default_rng(1).standard_normal((200_000, 1))
     means = z @ W.T + b

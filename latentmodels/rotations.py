@@ -261,12 +261,20 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
         return Rotation(A.copy(), eye.copy(), eye.copy(), "none", True, np.nan, 0, True)
     if n_comp == 1:
         return _finish(A, eye.copy(), method, True, np.nan, 0, True)
+    # T does not depend on the scale of A: find it on A / 2^k with 2^k near max|A| (an exact
+    # scaling), so that the squares in the row norms and the criteria neither underflow
+    # (loadings of 1e-160) nor overflow (1e160)
+    big = float(np.max(np.abs(A)))
+    if big == 0.0:
+        raise ValueError("loadings are all zero: there is nothing to rotate")
+    big = float(np.ldexp(1.0, int(np.frexp(big)[1])))
     if method == "promax":
-        return _promax(A, normalize, power, tol, max_iter)
+        return _promax(A, A / big, normalize, power, tol, max_iter)
 
     orthogonal = method in ORTHOGONAL
-    h = _row_norms(A) if normalize is True else np.ones(D)
-    An = A / h[:, None]
+    A1 = A / big
+    h = _row_norms(A1) if normalize is True else np.ones(D)
+    An = A1 / h[:, None]
     # Every criterion here is homogeneous of degree 4 in the loadings, so its minimiser T does not
     # depend on their scale; the GPA step length does. Work on loadings of unit mean-square row norm
     # (loadings in data units, e.g. FA on unscaled pixels, otherwise need steps the Armijo search's
@@ -284,7 +292,9 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
         if best is None or f < best[1]:
             best = (T, f, n_iter, converged)
     T, f, n_iter, converged = best
-    f *= scale ** 4
+    with np.errstate(over="ignore", under="ignore"):
+        f = float(np.float64(f) * np.float64(scale) ** 4
+                  * (1.0 if normalize is True else np.float64(big) ** 4))   # in the caller's units
     if not converged:
         why = (f"after {n_iter} iterations (max_iter={max_iter})" if n_iter >= max_iter
                else f"after {n_iter} iterations, where the line search found no decrease")
@@ -294,26 +304,43 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
     return _finish(A, T, method, orthogonal, f, n_iter, converged)
 
 
-def _promax(A, normalize, power, tol, max_iter):
-    """Promax (Hendrickson & White 1964) as R's stats::promax, with a converged varimax."""
+def _promax(A, A1, normalize, power, tol, max_iter):
+    """Promax (Hendrickson & White 1964) as R's stats::promax, with a converged varimax.
+
+    ``A1`` is A divided by a scalar (T is found on it). Φ = (UᵀU)⁻¹ is computed from the R
+    factor of U = QR, Φ = R⁻¹R⁻ᵀ, and the loadings as A U, never through U⁻¹, so that nearly
+    collinear loadings keep Φ's unit diagonal and Λ Φ Λᵀ = A Aᵀ to ~cond(U)·ε.
+    """
     D, n_comp = A.shape
-    h = _row_norms(A) if normalize is True else np.ones(D)
-    An = A / h[:, None]
+    h = _row_norms(A1) if normalize is True else np.ones(D)
+    An = A1 / h[:, None]
+    sv = np.linalg.svd(An, compute_uv=False)
+    if D < n_comp or not sv[-1] > sv[0] * D * np.finfo(float).eps:
+        raise ValueError(
+            f"promax needs loadings of full column rank; these {D}x{n_comp} loadings have rank "
+            f"{int(np.sum(sv > sv[0] * D * np.finfo(float).eps))} (a zero or repeated column): "
+            "drop a factor, or use an orthogonal rotation"
+        )
     vm = rotate(An, "varimax", normalize=normalize in (True, "varimax"), tol=tol, max_iter=max_iter)
     # (vm's columns are sorted and signed; the promax target is equivariant to that)
     Lv = An @ vm.rotation_matrix
     target = Lv * np.abs(Lv) ** (power - 1)
     U, *_ = np.linalg.lstsq(Lv, target, rcond=None)
-    d = np.diag(np.linalg.inv(U.T @ U))
-    U = U * np.sqrt(d)
-    U_total = vm.rotation_matrix @ U          # loadings = A U_total
-    T = np.linalg.inv(U_total).T              # so that loadings = A inv(T)ᵀ
-    return _finish(A, T, "promax", False, np.nan, vm.n_iter, vm.converged)
+    Rinv = np.linalg.inv(np.linalg.qr(U, mode="r"))            # (UᵀU)⁻¹ = R⁻¹ R⁻ᵀ
+    Phi = Rinv @ Rinv.T
+    d = np.sqrt(np.diag(Phi))
+    U = U * d                                                  # columns rescaled: unit diag(Φ)
+    Phi = Phi / np.outer(d, d)
+    U_total = vm.rotation_matrix @ U                           # loadings = A U_total
+    T = np.linalg.inv(U_total).T                               # so that loadings = A inv(T)ᵀ
+    return _finish(A, T, "promax", False, np.nan, vm.n_iter, vm.converged, L=A @ U_total, Phi=Phi)
 
 
-def _finish(A, T, method, orthogonal, f, n_iter, converged):
-    """Loadings from T, then psych's sign and column order; T and Φ follow."""
-    if orthogonal:
+def _finish(A, T, method, orthogonal, f, n_iter, converged, L=None, Phi=None):
+    """Loadings from T (unless given), then psych's sign and column order; T and Φ follow."""
+    if L is not None:
+        pass
+    elif orthogonal:
         L = A @ T
         Phi = np.eye(T.shape[1])
     else:
@@ -322,7 +349,8 @@ def _finish(A, T, method, orthogonal, f, n_iter, converged):
     signs = np.where(L.sum(axis=0) < 0, -1.0, 1.0)
     L, T = L * signs, T * signs
     Phi = Phi * np.outer(signs, signs)
-    ev = np.einsum("ij,ij->j", L @ Phi, L)
+    Ls = L / float(np.ldexp(1.0, int(np.frexp(np.max(np.abs(L)))[1])))   # exact; no overflow in L²
+    ev = np.einsum("ij,ij->j", Ls @ Phi, Ls)
     order = np.argsort(-ev, kind="stable")
     L, T, Phi = L[:, order], T[:, order], Phi[np.ix_(order, order)]
     if not orthogonal:

@@ -1748,11 +1748,13 @@ def test_factor_scores_bad_input():
 
 @pytest.mark.parametrize("method", ["varimax", "quartimax", "oblimin", "promax"])
 @pytest.mark.parametrize("normalize", [True, False])
-@pytest.mark.parametrize("scale", [1e-6, 30.0, 1e6])
+@pytest.mark.parametrize("scale", [1e-160, 1e-6, 30.0, 1e6, 1e160])
 def test_rotation_does_not_depend_on_the_units_of_the_loadings(method, normalize, scale):
     # Every criterion is homogeneous of degree 4, so rotate(c·A) = c·rotate(A) with the same T.
     # Loadings in data units (FA on unscaled pixels: entries ~5) once stopped the unnormalised
-    # GPA after one iteration, its step-halvings never reaching a step small enough.
+    # GPA after one iteration, its step-halvings never reaching a step small enough. At 1e-160
+    # the squared row norms of Kaiser's normalisation were subnormal (a 1e-3 error in the
+    # loadings); at 1e160 they overflowed ("loadings are all zero") and so did the column sort.
     A = np.asarray(CASES["harman23_3"]["unrotated"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -1763,3 +1765,23 @@ def test_rotation_does_not_depend_on_the_units_of_the_loadings(method, normalize
     np.testing.assert_allclose(scaled.loadings / scale, base.loadings, atol=1e-6)
     np.testing.assert_allclose(scaled.factor_correlation, base.factor_correlation, atol=1e-6)
     assert scaled.converged
+
+
+def test_promax_refuses_rank_deficient_loadings_and_keeps_a_unit_diagonal_near_it():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((8, 3))
+    for bad in (np.column_stack([A[:, :2], A[:, 1]]), np.column_stack([A[:, :2], np.zeros(8)]), A[:1]):
+        # (these raised LinAlgError "Singular matrix" or returned NaN with a RuntimeWarning)
+        with pytest.raises(ValueError, match="full column rank"):
+            rotate(bad, "promax")
+    # nearly collinear columns: the oblique solution is ill-conditioned but still a valid one,
+    # Phi with a unit diagonal and Lambda Phi Lambda^T = A A^T (Phi from (U^T U)^-1 had a
+    # diagonal of 1.003 at 1e-7 and 500 at 1e-9)
+    for eps in (1e-7, 1e-9):
+        B = A.copy()
+        B[:, 2] = B[:, 1] + eps * rng.standard_normal(8)
+        r = rotate(B, "promax")
+        np.testing.assert_allclose(np.diag(r.factor_correlation), 1.0, atol=1e-12)
+        C = r.loadings @ r.factor_correlation @ r.loadings.T
+        np.testing.assert_allclose(C, B @ B.T, atol=1e-6 * np.abs(B @ B.T).max())
+        np.testing.assert_allclose(r.loadings, B @ np.linalg.inv(r.rotation_matrix).T, atol=1e-6)

@@ -168,32 +168,9 @@ SPEC_IDS = [s.name for s in SPECS]
 
 # Cases whose fix lies in another owner's file: (spec, case) -> reason. The coordinator removes
 # entries as the fixes land; strict=False so that a fixed case does not fail the suite.
-_CORE = "owner: core — "
-_NOT_FITTED = "raises AttributeError 'NoneType' has no attribute 'shape'; expected NotFittedError"
-_HUGE = ("X*1e200 overflows in the moments (RuntimeWarning, then NaN); expected a scale-equivariant "
-         "fit or ValueError naming X (validation.check_magnitude)")
-KNOWN: dict = {
-    **{(s, "None"): _CORE + "fit(None) says 'S must be an array of numbers' (the covariance branch); "
-                            "expected TypeError naming X" for s in ("FactorAnalysis", "PPCA", "PPCA-em")},
-    **{(s, "huge"): _CORE + _HUGE for s in ("FactorAnalysis", "PPCA", "PPCA-em", "VBPCA")},
-    ("PPCA-em", "tiny"): _CORE + "X*1e-200: invalid value in divide in e_step; expected finite fit or "
-                                 "ValueError naming X",
-    ("PPCA-em", "all_equal_rows"): _CORE + "S = 0: invalid value in divide in e_step; expected "
-                                          "ValueError naming the data, as the closed form does",
-    ("VBPCA", "tiny"): _CORE + "X*1e-200: 'matrix is not positive definite' names nothing",
-    ("VBPCA", "all_equal_rows"): _CORE + "S = 0: 'matrix is not positive definite' names nothing",
-    ("VBPCA", "large_offset"): _CORE + "X + 1e12: ELBODecreaseError at iteration 1 (uncentred start); "
-                                       "expected the same fit as X",
-    **{(s, c): _CORE + _NOT_FITTED for s, c in (
-        ("FactorAnalysis", "n_parameters"), ("PPCA", "n_parameters"), ("PPCA", "noise_variance"),
-        ("VBPCA", "n_parameters"), ("VBPCA", "noise_variance"))},
-    **{("PPCA", f"{p}={v!r}"): _CORE + f"closed-form PPCA never validates {p}; expected an error "
-                                       f"naming {p}"
-       for p, v, _ in _pos_param("tol") + _int_param("max_iter") + _RS},
-    **{("FactorAnalysis", c): _CORE + "FactorAnalysis(2).fit is not deterministic: two fits of the "
-                                      "same array differ by 1.8e-7 in transform (11 vs 13 EM "
-                                      "iterations)" for c in ("list", "deterministic")},
-}
+# Fixed since the matrix was written (core: fit(None), extreme magnitudes, PPCA's unvalidated tol /
+# max_iter / random_state, n_parameters before fit, determinism, ...); new entries go here.
+KNOWN: dict = {}
 
 
 def _mark(spec_name, case):
@@ -490,9 +467,7 @@ def test_normal_gamma_refuses_bad_data(case):
 
 
 @pytest.mark.parametrize("scale", [
-    pytest.param(1e200, id="huge", marks=pytest.mark.xfail(
-        strict=False, reason="owner: core — NormalGammaVI().fit(x*1e200) raises a bare "
-                             "OverflowError from sum(x*x); expected ValueError naming x")),
+    pytest.param(1e200, id="huge"),
     pytest.param(1e-200, id="tiny")])
 def test_normal_gamma_extreme_magnitudes(scale):
     x = _x1() * scale
@@ -516,8 +491,7 @@ def _xf(reason):
 
 @pytest.mark.parametrize("param, value, exc", [
     ("mu0", float("nan"), ValueError),
-    pytest.param("mu0", "0", TypeError, marks=_xf(
-        "owner: core — NormalGammaVI(mu0='0') fails in np.isfinite, naming nothing")),
+    ("mu0", "0", TypeError),
     ("lambda0", 0.0, ValueError),
     ("lambda0", -1.0, ValueError), ("a0", float("nan"), ValueError), ("b0", float("inf"), ValueError),
     ("b0", "1", TypeError), ("tol", -1.0, ValueError), ("max_iter", 0, ValueError),
@@ -549,11 +523,7 @@ MEAN_FIELD = {
     "max_iter": (dict(max_iter=0), ValueError, "max_iter"),
     "random_state": (dict(random_state="x"), TypeError, "random_state"),
 }
-_MF_KNOWN = {
-    "precision_not_symmetric": "owner: core — MeanFieldGaussian silently accepts a non-symmetric "
-                               "precision (uses its lower triangle); expected ValueError naming "
-                               "precision",
-}
+_MF_KNOWN: dict = {}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.xfail(strict=False,
@@ -595,12 +565,7 @@ def _mfq_cases():
     }
 
 
-_MFQ_KNOWN = {
-    "not_a_model": "owner: core — mean_field_q(object(), X) raises AttributeError "
-                   "('_validate_X'); expected TypeError naming model and what it needs",
-    "a_vae": "owner: core — mean_field_q(VAE, X) raises AttributeError; expected TypeError naming "
-             "model (needs a fitted FA/PPCA: W_, mu_, noise_variance())",
-}
+_MFQ_KNOWN: dict = {}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.xfail(strict=False,
@@ -656,8 +621,6 @@ def test_fit_covariance_refuses_bad_input(model, case):
         _unchanged(before[k], v)
 
 
-@pytest.mark.xfail(strict=False, reason="owner: core — fit_covariance(mean=m) keeps m: editing it "
-                                        "later changes the model (log-lik -5.3 -> -7.9e6)")
 @pytest.mark.parametrize("model", [lm.FactorAnalysis, lm.PPCA])
 def test_fit_covariance_does_not_keep_the_callers_arrays(model):
     S, m = _S(), np.full(D, 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 import zlib
 from importlib import resources
 
@@ -27,6 +28,9 @@ def make_fa_data(n_samples: int = 500, n_features: int = 10, n_components: int =
     n_samples = check_int(n_samples, "n_samples")
     n_features = check_int(n_features, "n_features")
     n_components = check_int(n_components, "n_components")
+    if isinstance(psi_range, (str, bytes)) or not hasattr(psi_range, "__len__") or len(psi_range) != 2:
+        raise TypeError(f"psi_range must be a pair (low, high) of positive noise variances, "
+                        f"got {psi_range!r}")
     lo, hi = (check_positive(v, "psi_range") for v in psi_range)
     if lo > hi:
         raise ValueError(f"psi_range must be (low, high) with low <= high, got {psi_range}")
@@ -67,10 +71,18 @@ def dequantize(X, *, scale: float = 1.0, random_state=None) -> np.ndarray:
 
     Integer-valued data have no density; adding uniform noise spreads each integer over a unit
     cell so that a continuous density on the result lower-bounds the discrete model's
-    log-probability. Returns a new array; X is not modified.
+    log-probability. Returns a new array; X is not modified. Non-integer X warns: the bound
+    holds for integer levels only (dequantise the raw integers and divide by ``scale``, e.g.
+    ``dequantize(X, scale=16)`` for the digits, not ``dequantize(X / 16)``).
     """
     X = check_array(X, "X")
     scale = check_positive(scale, "scale")
+    if not np.array_equal(X, np.round(X)):
+        warnings.warn(
+            "dequantize: X holds non-integer values, so X + U(0, 1) does not spread integer levels "
+            "over unit cells and a density on the result bounds no discrete log-probability; pass "
+            "the raw integer levels and divide with scale= (e.g. dequantize(X, scale=16))",
+            UserWarning, stacklevel=2)
     rng = check_random_state(random_state)
     return (X + rng.uniform(0.0, 1.0, X.shape)) / scale
 

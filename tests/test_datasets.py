@@ -82,3 +82,19 @@ def test_binarize_refuses_values_outside_the_unit_interval(bad):
 
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         binarize(bad)
+
+
+def test_malformed_psi_range_and_non_integer_dequantisation():
+    for bad in ((1.0,), (0.1, 0.5, 1.0), 5, "ab"):
+        with pytest.raises(TypeError, match="psi_range must be a pair"):   # was: unpacking errors
+            make_fa_data(10, 3, 1, psi_range=bad)
+    X = load_digits()[0][:5]
+    with pytest.warns(UserWarning, match="non-integer.*scale=") as rec:
+        dequantize(X / 16, random_state=0)        # the mistake: scale before dequantising
+    assert rec[0].filename == __file__
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Z = dequantize(X, scale=16.0, random_state=0)
+    assert np.all((Z * 16 >= X) & (Z * 16 < X + 1))

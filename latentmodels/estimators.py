@@ -42,8 +42,30 @@ def _check_mu(mu) -> float:
     return float(mu)
 
 
+def _check_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def _evaluate(fn, x, name: str) -> np.ndarray:
+    """fn(x) for the (n,) draws x, checked: callable, one finite real value per draw."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be a vectorised function of the draws, got {fn!r}")
+    y = np.asarray(fn(x))
+    if y.shape != x.shape or y.dtype.kind not in "fiub":
+        raise ValueError(f"{name}(x) must return one real number per draw, shape {x.shape}; "
+                         f"got shape {y.shape}, dtype {y.dtype}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name}(x) returned NaN or infinite values; the estimates would be NaN")
+    return y.astype(np.float64, copy=False)
+
+
 def quadratic(k: float):
     """f(x) = (x − k)² and its derivative f'(x) = 2(x − k), vectorised."""
+    k = _check_real(k, "k")
     return (lambda x: (x - k) ** 2), (lambda x: 2.0 * (x - k))
 
 
@@ -58,7 +80,7 @@ def score_function_gradients(f, mu: float, sigma: float, n_samples: int, random_
     n = check_int(n_samples, "n_samples")
     rng = check_random_state(random_state)
     x = mu + sigma * rng.standard_normal(n)
-    fx = f(x)
+    fx = _evaluate(f, x, "f")
     return np.column_stack([fx * (x - mu) / sigma ** 2,
                             fx * ((x - mu) ** 2 - sigma ** 2) / sigma ** 3])
 
@@ -73,12 +95,14 @@ def pathwise_gradients(df, mu: float, sigma: float, n_samples: int, random_state
     n = check_int(n_samples, "n_samples")
     rng = check_random_state(random_state)
     eps = rng.standard_normal(n)
-    g = df(mu + sigma * eps)
+    g = _evaluate(df, mu + sigma * eps, "df")
     return np.column_stack([g, g * eps])
 
 
 def quadratic_exact_variances(k: float, mu: float = 1.0, sigma: float = 1.0) -> dict:
     """Exact single-sample variances of both estimators for f(x) = (x − k)² (module docstring)."""
+    k, mu = _check_real(k, "k"), _check_mu(mu)
+    sigma = check_positive(sigma, "sigma")
     d, s2 = mu - k, sigma ** 2
     return {
         "pathwise": np.array([4 * s2, 4 * d * d + 8 * s2]),

@@ -42,3 +42,26 @@ def test_bad_sigma_and_mu():
             f(lambda x: x, float("nan"), 1.0, 10)
         with pytest.raises(TypeError, match="mu"):
             f(lambda x: x, "0", 1.0, 10)
+
+
+def test_bad_functions_and_settings_get_errors_naming_them():
+    """f/df that are not functions, return the wrong shape or NaN, and k/σ out of range used to
+    surface as NumPy's broadcast error, a ZeroDivisionError, or silent NaN estimates."""
+    f, df = quadratic(0.0)
+    with pytest.raises(TypeError, match="f must be a vectorised function"):
+        score_function_gradients(3, 1.0, 1.0, 5)
+    with pytest.raises(ValueError, match=r"f\(x\) must return one real number per draw"):
+        score_function_gradients(lambda x: x[:2], 1.0, 1.0, 5)
+    with pytest.raises(ValueError, match=r"df\(x\) returned NaN"):
+        pathwise_gradients(lambda x: x * np.nan, 1.0, 1.0, 5)
+    with pytest.raises(ValueError, match="sigma"):
+        quadratic_exact_variances(0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="sigma"):
+        quadratic_exact_variances(0.0, 1.0, -1.0)      # was: variances of a negative σ, silently
+    with pytest.raises(ValueError, match="k must be finite"):
+        quadratic_exact_variances(np.nan)
+    with pytest.raises(TypeError, match="k must be a real number"):
+        quadratic("a")
+    # a valid call is unchanged: the score ∂μ estimate is f(x)(x − μ)/σ² on the same draws
+    x = 1.0 + 2.0 * np.random.default_rng(3).standard_normal(4)
+    np.testing.assert_allclose(score_function_gradients(f, 1.0, 2.0, 4, 3)[:, 0], x ** 2 * (x - 1) / 4)

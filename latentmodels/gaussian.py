@@ -37,6 +37,7 @@ __all__ = [
     "kl_to_standard",
     "entropy",
     "capacitance",
+    "weighted_gram",
     "kl_to_standard_terms",
     "expected_diag_loglik",
 ]
@@ -96,6 +97,13 @@ def capacitance(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return LM, Wp
 
 
+def weighted_gram(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Wᵀ Ψ⁻¹ W, Ψ⁻¹ W)``: the data-precision-weighted Gram matrix of the loadings, the
+    quadratic part of E_q[log p(x|z)] (and M − I of :func:`capacitance`)."""
+    Wp = W / psi[:, None]
+    return W.T @ Wp, Wp
+
+
 def lowrank_logpdf(X: np.ndarray, mean: np.ndarray, W: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """Row-wise ``log N(x | mean, W Wᵀ + diag(psi))`` by Woodbury, in O(N D L) after O(D L²).
 
@@ -122,7 +130,8 @@ def expected_diag_loglik(R: np.ndarray, psi: np.ndarray, W: np.ndarray, mean_cov
     Σ_n, so the average covariance is enough here (not in the KL, whose log-det is not linear).
     """
     D = W.shape[0]
-    quad = float(np.mean(np.sum(R * R / psi, axis=1))) + float(np.sum((W.T @ (W / psi[:, None])) * mean_cov))
+    WtPW, _ = weighted_gram(W, psi)
+    quad = float(np.mean(np.sum(R * R / psi, axis=1))) + float(np.sum(WtPW * mean_cov))
     return -0.5 * (D * LOG_2PI + float(np.sum(np.log(psi))) + quad)
 
 

@@ -190,10 +190,10 @@ def _elbo_terms(S, W, psi, B, G):
     D, n_comp = W.shape
     SB = S @ B.T
     BSB = B @ SB
-    Wp = W / psi[:, None]
+    WtPW, Wp = gs.weighted_gram(W, psi)
     t_s = np.diag(S) / psi
     t_cross = 2.0 * Wp * SB
-    t_quad = (W.T @ Wp) * (BSB + G)
+    t_quad = WtPW * (BSB + G)
     ell_terms = (D * gs.LOG_2PI, np.log(psi), t_s, t_cross, t_quad)
     ell = -0.5 * (D * gs.LOG_2PI + np.sum(np.log(psi)) + np.sum(t_s) - np.sum(t_cross) + np.sum(t_quad))
     log_det_G = gs.logdet(G)

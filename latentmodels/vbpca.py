@@ -165,8 +165,7 @@ class VBPCA(LinearGaussianModel):
         h_W = 0.5 * D * (L * (1 + gs.LOG_2PI) + gs.logdet(s["SW"]))
         kl_W = -e_log_pW - h_W
         kl_alpha = np.sum(kl_gamma(s["a_alpha"], s["b_alpha"], self.a_alpha, self.b_alpha))
-        kl_mu = 0.5 * (D * self.beta * s["S_mu"] + self.beta * s["m_mu"] @ s["m_mu"] - D
-                       - D * np.log(self.beta * s["S_mu"]))
+        kl_mu = gs.kl_diag(s["m_mu"], np.full(D, s["S_mu"]), 0.0, np.full(D, 1.0 / self.beta))
         kl_tau = kl_gamma(s["a_tau"], s["b_tau"], self.a_tau, self.b_tau)
         return float(kl_W), float(kl_alpha), float(kl_mu), float(kl_tau)
 

@@ -9,7 +9,9 @@ MODELS = [lambda: FactorAnalysis(2), lambda: PPCA(2), lambda: PPCA(2, method="em
 
 @pytest.fixture
 def X():
-    return np.random.default_rng(0).standard_normal((40, 5))
+    # two factors plus unique noise: FA(2) is well posed on it (no Heywood warning)
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((200, 2)) @ rng.standard_normal((2, 5)) + rng.standard_normal((200, 5))
 
 
 @pytest.mark.parametrize("make", MODELS)
@@ -92,7 +94,7 @@ def test_hyperparameters_are_checked(X):
     with pytest.raises(ValueError, match="sigma2"):
         PPCA(1, sigma2=-1.0).fit(X)
     with pytest.raises(ValueError, match="constant feature"):
-        FactorAnalysis(1).fit(np.hstack([X, np.ones((40, 1))]))
+        FactorAnalysis(1).fit(np.hstack([X, np.ones((X.shape[0], 1))]))
 
 
 def test_random_state_forms():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_random_state
+from .validation import check_int, check_positive, check_random_state
 
 # ---- stable elementwise functions ------------------------------------------------------------
 
@@ -71,6 +71,7 @@ class Linear:
     """y = x W + b.  Backward: ∂W = xᵀ g, ∂b = Σ_rows g, ∂x = g Wᵀ."""
 
     def __init__(self, n_in, n_out, *, rng=None, dtype=np.float64, gain=1.0):
+        n_in, n_out = check_int(n_in, "n_in"), check_int(n_out, "n_out")
         rng = check_random_state(rng)
         scale = gain / np.sqrt(n_in)
         self.params = {"W": (rng.standard_normal((n_in, n_out)) * scale).astype(dtype),
@@ -219,7 +220,7 @@ class _Optimizer:
     """Updates ``params[name]`` in place from ``grads[name]``; ``maximize=True`` ascends."""
 
     def __init__(self, lr, maximize=False):
-        self.lr = lr
+        self.lr = check_positive(lr, "lr")
         self.maximize = maximize
         self.state = {}
 
@@ -247,7 +248,7 @@ class Adagrad(_Optimizer):
 
     def __init__(self, lr=1e-2, eps=1e-8, maximize=False):
         super().__init__(lr, maximize)
-        self.eps = eps
+        self.eps = check_positive(eps, "eps")
 
     def _update(self, name, p, g):
         if name not in self.state:
@@ -274,8 +275,13 @@ class Adam(_Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
         super().__init__(lr, maximize)
-        self.b1, self.b2 = betas
-        self.eps = eps
+        try:
+            self.b1, self.b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
+        if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
+            raise ValueError(f"betas must lie in [0, 1) (the moments' decay rates), got {betas!r}")
+        self.eps = check_positive(eps, "eps")
 
     def _update(self, name, p, g):
         if name not in self.state:
@@ -313,12 +319,16 @@ def gradient_check(f, params: dict, *, h: float = 1e-6, max_entries: int | None 
     ``‖g_fd − g‖ / max(‖g_fd‖ + ‖g‖, 1e-12)`` over the checked entries (float64 needed for
     errors near 1e-8).
     """
+    h = check_positive(h, "h")
     rng = check_random_state(random_state)
     _, grads = f()
     grads = {k: np.array(v, copy=True) for k, v in grads.items()}
     errors = {}
     for name, p in params.items():
         flat = p.reshape(-1)
+        if not np.shares_memory(flat, p):
+            raise ValueError(f"params[{name!r}] is not contiguous: perturbing a reshaped copy would "
+                             "leave f() unchanged; pass the live (contiguous) parameter arrays")
         idx = np.arange(flat.size)
         if max_entries is not None and flat.size > max_entries:
             idx = rng.choice(flat.size, max_entries, replace=False)

@@ -98,3 +98,30 @@ def test_adam_matches_algorithm_1_written_out():
         ref = ref - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
         opt.step(p, {"x": g})
     np.testing.assert_allclose(p["x"], ref, rtol=1e-12, atol=1e-14)
+
+
+def test_bad_settings_of_layers_optimisers_and_the_gradient_check_raise():
+    with pytest.raises(ValueError, match="n_in"):
+        nn.Linear(0, 3)                            # was: a divide-by-zero RuntimeWarning
+    with pytest.raises(ValueError, match="lr"):
+        nn.Adam(lr=-1e-3)                          # was: accepted (descends when asked to ascend)
+    with pytest.raises(ValueError, match="lr"):
+        nn.SGD(lr=np.nan)
+    with pytest.raises(ValueError, match=r"betas must lie in \[0, 1\)"):
+        nn.Adam(betas=(1.5, 0.9))
+    with pytest.raises(TypeError, match="betas"):
+        nn.Adam(betas=0.9)
+    with pytest.raises(ValueError, match="eps"):
+        nn.Adagrad(eps=-1.0)
+    p = {"a": np.array([1.0, 2.0])}
+
+    def f():
+        return float(np.sum(p["a"] ** 2)), {"a": 2 * p["a"]}
+
+    with pytest.raises(ValueError, match="h must be"):
+        nn.gradient_check(f, p, h=0.0)             # was: ZeroDivisionError
+    # a non-contiguous parameter would be perturbed through a copy: f() unchanged, fd = 0
+    q = {"a": np.ones((3, 4))[:, :2]}
+    with pytest.raises(ValueError, match="not contiguous"):
+        nn.gradient_check(lambda: (float(np.sum(q["a"] ** 2)), {"a": 2 * q["a"]}), q)
+    assert nn.gradient_check(f, p)["a"] < 1e-8

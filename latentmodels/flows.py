@@ -43,9 +43,19 @@ from __future__ import annotations
 import numpy as np
 
 from .nn import Adam, log_sigmoid, sigmoid, softplus
-from .validation import check_random_state
+from .validation import check_int, check_positive, check_random_state
 
 __all__ = ["PlanarFlow", "IAFStep", "FlowStack", "made_masks", "fit_flow_to_density", "sample_flow"]
+
+
+def _check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
+    return dt
 
 
 def _check_z(z, n_latent, dtype, name="z"):
@@ -120,9 +130,9 @@ class PlanarFlow(_Flow):
     def __init__(self, n_latent, rng=None, dtype=np.float64, *, init_scale=0.1):
         if int(n_latent) != n_latent or n_latent < 1:
             raise ValueError(f"n_latent must be a positive integer, got {n_latent!r}")
+        self.dtype = _check_dtype(dtype)
         rng = check_random_state(rng)
         self.n_latent = int(n_latent)
-        self.dtype = np.dtype(dtype)
         L = self.n_latent
         self.params = {"u": (init_scale * rng.standard_normal(L)).astype(dtype),
                        "w": (init_scale * rng.standard_normal(L)).astype(dtype),
@@ -182,7 +192,7 @@ def made_masks(n_latent, n_hidden, reverse=False):
     so output d depends on z_j only through paths with deg(j) ≤ m(k) < deg(d): strictly earlier
     variables. Returns (M1 (L, H), M2 (H, L), deg (L,)).
     """
-    L, H = int(n_latent), int(n_hidden)
+    L, H = check_int(n_latent, "n_latent"), check_int(n_hidden, "n_hidden")
     deg = np.arange(1, L + 1)
     if reverse:
         deg = deg[::-1].copy()
@@ -232,10 +242,10 @@ class IAFStep(_Flow):
                             ("n_hidden", n_hidden, 1)):
             if int(v) != v or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        self.dtype = _check_dtype(dtype)
         rng = check_random_state(rng)
         self.n_latent, self.n_context, self.n_hidden = int(n_latent), int(n_context), int(n_hidden)
         self.reverse = bool(reverse)
-        self.dtype = np.dtype(dtype)
         L, C, H = self.n_latent, self.n_context, self.n_hidden
         M1, M2, self.degrees = made_masks(L, H, self.reverse)
         self.masks = {"W1": M1.astype(dtype), "Wm": M2.astype(dtype), "Ws": M2.astype(dtype)}
@@ -254,6 +264,9 @@ class IAFStep(_Flow):
 
     def _check_h(self, h, n):
         if not self.n_context:
+            if h is not None:
+                raise ValueError("this IAFStep was built with n_context=0 and would ignore the "
+                                 "context h; build it with n_context=h.shape[1], or pass h=None")
             return None
         if h is None:
             raise ValueError(f"h (the context, shape (n_samples, {self.n_context})) is required: "
@@ -373,12 +386,34 @@ class FlowStack(_Flow):
 
 # ---- fitting a flow to an unnormalised density ------------------------------------------------
 
+def _check_flow(flow):
+    if not isinstance(flow, _Flow):
+        raise TypeError(f"flow must be a PlanarFlow, IAFStep or FlowStack, got {type(flow).__name__}")
+
+
+def _call_target(log_target, z):
+    """log_target(z) checked: a pair (log p̃ (N,), ∇ log p̃ (N, L)) of finite real arrays."""
+    out = log_target(z)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError("log_target(z) must return a pair (log p(z) of shape (N,), its gradient "
+                        f"of shape (N, L)), got {type(out).__name__}")
+    lp, grad = np.asarray(out[0], dtype=np.float64), np.asarray(out[1], dtype=np.float64)
+    if lp.shape != z.shape[:1] or grad.shape != z.shape:
+        raise ValueError(f"log_target(z) for z of shape {z.shape} must return shapes {z.shape[:1]} "
+                         f"and {z.shape}, got {lp.shape} and {grad.shape}")
+    if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(grad))):
+        raise ValueError("log_target(z) returned NaN or infinite values at draws of the flow")
+    return lp, grad
+
+
 def sample_flow(flow, n, random_state=None, h=None):
     """Draw n points z_K = flow(z₀), z₀ ~ N(0, I), and their log-density
     log q_K(z_K) = log N(z₀; 0, I) − logdet (Rezende & Mohamed 2015, §3.1). Returns (z, log_q)."""
+    _check_flow(flow)
+    n = check_int(n, "n")
     rng = check_random_state(random_state)
     L = flow.n_latent
-    z0 = rng.standard_normal((int(n), L))
+    z0 = rng.standard_normal((n, L))
     log_q0 = -0.5 * np.sum(z0 * z0, axis=1) - 0.5 * L * np.log(2 * np.pi)
     z, logdet = flow.forward(z0, h)
     return z, log_q0 - logdet
@@ -400,12 +435,19 @@ def fit_flow_to_density(log_target, flow, *, n_steps=1000, batch_size=256, learn
     (Rezende & Mohamed 2015, §6.1): early on the target is nearly flat, so q spreads over every mode
     before they sharpen; reverse KL alone is mode-seeking and drops separated modes.
     """
+    if not callable(log_target):
+        raise TypeError(f"log_target must be a function of z, got {log_target!r}")
+    _check_flow(flow)
+    n_steps = check_int(n_steps, "n_steps")
+    batch_size = check_int(batch_size, "batch_size")
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    anneal_steps = check_int(anneal_steps, "anneal_steps", minimum=0)
     rng = check_random_state(random_state)
     opt = Adam(lr=learning_rate, maximize=True)
-    history = np.empty(int(n_steps))
-    for step in range(int(n_steps)):
+    history = np.empty(n_steps)
+    for step in range(n_steps):
         z, log_q = sample_flow(flow, batch_size, rng)
-        lp, grad = log_target(z)
+        lp, grad = _call_target(log_target, z)
         beta = min(1.0, 0.01 + step / anneal_steps) if anneal_steps > 0 else 1.0
         history[step] = np.mean(beta * lp - log_q)
         flow.zero_grad()

@@ -304,3 +304,36 @@ def test_works_after_flatten_parameters():
     stack.backward(np.ones((4, L)), np.ones(4))
     np.testing.assert_array_equal(np.concatenate([v.ravel() for v in ref_grads.values()]), flat_g["flow"])
     assert np.shares_memory(stack.params["0.u"], flat_p["flow"])
+
+
+def test_bad_arguments_to_flows_and_the_density_fit_get_errors_naming_them():
+    rng = np.random.default_rng(0)
+
+    def target(z):
+        return -0.5 * np.sum(z * z, axis=1), -z
+
+    with pytest.raises(ValueError, match="dtype"):
+        PlanarFlow(2, rng, dtype=int)              # was: accepted, integer parameters
+    with pytest.raises(ValueError, match="n_context=0 and would ignore"):
+        IAFStep(2, 0, 8, rng=rng).forward(np.zeros((4, 2)), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="n_hidden"):
+        made_masks(3, 0)
+    flow = PlanarFlow(2, rng)
+    for kw, exc, match in ((dict(n_steps=-1), ValueError, "n_steps"),     # was: NumPy's "negative dimensions"
+                           (dict(batch_size=0), ValueError, "batch_size"),  # was: ZeroDivisionError
+                           (dict(learning_rate=np.nan), ValueError, "learning_rate"),  # was: NaN flow
+                           (dict(anneal_steps=-5), ValueError, "anneal_steps")):
+        with pytest.raises(exc, match=match):
+            fit_flow_to_density(target, flow, **kw)
+    with pytest.raises(ValueError, match="must return shapes"):
+        fit_flow_to_density(lambda z: (np.zeros(3), np.zeros((3, 2))), flow, n_steps=2)
+    with pytest.raises(ValueError, match="NaN"):
+        fit_flow_to_density(lambda z: (z[:, 0] * np.nan, z), flow, n_steps=2)   # was: silent NaN
+    with pytest.raises(TypeError, match="must return a pair"):
+        fit_flow_to_density(lambda z: 1.0, flow, n_steps=2)
+    with pytest.raises(TypeError, match="flow must be"):
+        fit_flow_to_density(target, "planar", n_steps=2)
+    with pytest.raises(ValueError, match="n must be"):
+        sample_flow(flow, -1)
+    before = {k: v.copy() for k, v in flow.params.items()}
+    assert all(np.array_equal(flow.params[k], before[k]) for k in before)   # refusals did no work

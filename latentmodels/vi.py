@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from . import gaussian as gs
-from .elbo import ELBO, coordinate_ascent
+from .elbo import ELBO, coordinate_ascent, float_error
 from .gaussian import GaussianQ
 from .validation import (
     Estimator,
@@ -113,7 +113,8 @@ class NormalGammaVI(Estimator):
                                          + self.lambda0 * (Emu2 - 2 * self.mu0 * Emu + self.mu0 ** 2))
 
         result = coordinate_ascent([("q(mu)", update_mu), ("q(tau)", update_tau)],
-                                   lambda: self._elbo_terms().total, tol=check_positive(self.tol, "tol"),
+                                   lambda: self._elbo_terms().total, error=lambda: self._elbo_error,
+                                   tol=check_positive(self.tol, "tol"),
                                    max_iter=check_int(self.max_iter, "max_iter"),
                                    model_name="NormalGammaVI")
         self.history_, self.n_iter_ = result.history, result.n_iter
@@ -133,6 +134,11 @@ class NormalGammaVI(Estimator):
                      + (self.a0 - 1) * Elogtau - self.b0 * Etau)
         entropy = 0.5 * (1 + gs.LOG_2PI - np.log(self.lambda_N_)) + gamma_entropy(self.a_N_, self.b_N_)
         kl_params = -(log_p_mu + log_p_tau + entropy)
+        # rounding error of the sums above (Higham 2002, eq. 4.4), per sample: sq_data cancels
+        # Σx² against N x̄², which dominates for data far from 0
+        self._elbo_error = float_error(sxx, 2 * Emu * sx, N * Emu2, 0.5 * N * Elogtau,
+                                       0.5 * Etau * sq_data, log_p_mu, log_p_tau, entropy,
+                                       n_ops=8) * max(1.0, Etau) / N
         return ELBO(log_lik / N, 0.0, kl_params / N)
 
     def elbo(self, x=None) -> ELBO:
@@ -316,7 +322,14 @@ def mean_field_q(model, X, *, tol: float = 1e-12, max_iter: int = 1000, init=Non
             state["q"] = GaussianQ.from_diag(M, s)
         return (f"q(z{j})", update)
 
-    result = coordinate_ascent([block(j) for j in range(L)], lambda: model.elbo(X, state["q"]).total,
-                               tol=tol, max_iter=max_iter, model_name="mean-field q(z|x)",
-                               initial=model.elbo(X, state["q"]).total)
+    def objective():
+        e = model.elbo(X, state["q"])
+        # the ELBO is a mean over N rows of sums of D + L terms (Higham 2002, eq. 4.4)
+        state["error"] = float_error(e.expected_log_lik, e.kl_latent, n_ops=4 * (X.shape[1] + L))
+        return e.total
+
+    initial = objective()
+    result = coordinate_ascent([block(j) for j in range(L)], objective, tol=tol, max_iter=max_iter,
+                               model_name="mean-field q(z|x)", initial=initial,
+                               error=lambda: state["error"])
     return GaussianQ.from_diag(M.copy(), s), result.history

@@ -228,6 +228,33 @@ class VAE(Estimator):
         cfg["dtype"] = np.dtype(self.dtype).name
         return cfg
 
+    _STRUCTURE = ("n_latent", "hidden", "activation", "likelihood", "n_levels", "decoder_variance",
+                  "flow", "n_flows", "flow_hidden", "dtype")
+
+    def _structure(self) -> dict:
+        cfg = self._config()
+        return {k: cfg[k] for k in self._STRUCTURE}
+
+    def _check_fitted(self):
+        """NotFittedError before fit; ValueError if a setting that shapes the networks was changed
+        (set_params) after they were built — the parameters would no longer match it."""
+        check_fitted(self, ("params",))
+        built = getattr(self, "_built", None)
+        if built is None:
+            return
+        try:
+            now = self._structure()
+        except (TypeError, ValueError):
+            self._check_config()          # raises, naming the bad setting
+            raise
+        changed = {k: (built[k], now[k]) for k in built if built[k] != now[k]}
+        if changed:
+            what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(
+                f"the VAE's networks were built for other settings ({what}); its parameters do "
+                "not fit the new ones. Call initialize(n_features) or clone the VAE "
+                "(sklearn.base.clone) to start afresh, or set the settings back")
+
     def _check_config(self):
         """Validate every hyper-parameter (types and ranges); called by initialize and fit."""
         check_int(self.n_latent, "n_latent")
@@ -402,6 +429,7 @@ class VAE(Estimator):
         self.params = {name: p[k] for name, p, _, k in entries}
         self.grads = {name: g[k] for name, _, g, k in entries}
         self.optimizer_ = nn.OPTIMIZERS[self.optimizer](lr=self.learning_rate, maximize=True)
+        self._built = self._structure()
         self.n_features_in_ = D
         self.history_, self.kl_history_, self.val_history_ = [], [], []
         self.epochs_ = 0
@@ -410,7 +438,7 @@ class VAE(Estimator):
         return self
 
     def n_parameters(self) -> int:
-        check_fitted(self, ("params",))
+        self._check_fitted()
         return int(sum(p.size for p in self.params.values()))
 
     # ---- input checks ------------------------------------------------------------------------
@@ -466,7 +494,7 @@ class VAE(Estimator):
         return X
 
     def _as_data(self, X, name="X"):
-        check_fitted(self, ("params",))
+        self._check_fitted()
         X = self._prepare(X, name)
         check_n_features(self, X, name)
         return X
@@ -711,10 +739,15 @@ class VAE(Estimator):
             raise TypeError(f"verbose must be a bool or a non-negative int, got {verbose!r}")
         if self.params is None:
             self._lik = make_likelihood(self.likelihood, self.n_levels)
+        else:
+            self._check_fitted()      # settings that shape the networks unchanged since built
         X = self._prepare(X, "X")
         if self.params is None:
             self.initialize(X.shape[1])
             self._init_from_data(X)
+        if type(self.optimizer_) is not nn.OPTIMIZERS[self.optimizer]:
+            # set_params(optimizer=...) between fits: continue with the new optimiser (fresh state)
+            self.optimizer_ = nn.OPTIMIZERS[self.optimizer](lr=self.learning_rate, maximize=True)
         check_n_features(self, X, "X")
         X_val = None if X_val is None else self._as_data(X_val, "X_val")
         training.train(self, X, epochs, X_val, verbose)
@@ -900,7 +933,7 @@ class VAE(Estimator):
         "shared" or "per_feature"): the exact marginal p(x) = N(b, W Wᵀ + diag ψ) of its decoder
         (Bishop PRML eq. 12.35 with ψ for FA's eq. 12.65), as ``(b (D,), W (D, L), ψ (D,))``
         float64 arrays the caller owns. Raises ValueError for any other VAE."""
-        check_fitted(self, ("params",))
+        self._check_fitted()
         if self._hidden or self.likelihood != "gaussian" or self.decoder_variance == "output":
             raise ValueError("linear_marginal needs hidden=(), likelihood='gaussian' and "
                              "decoder_variance 'shared' or 'per_feature' (a linear-Gaussian decoder)")
@@ -949,7 +982,7 @@ class VAE(Estimator):
 
     def decode(self, Z) -> np.ndarray:
         """The decoder's mean E[x | z] for latent codes Z (N, L)."""
-        check_fitted(self, ("params",))
+        self._check_fitted()
         Z = check_array(Z, "Z", dtype=np.dtype(self.dtype))
         if Z.shape[1] != self.n_latent:
             raise ValueError(f"Z has {Z.shape[1]} columns, the VAE has n_latent={self.n_latent}")
@@ -967,7 +1000,7 @@ class VAE(Estimator):
 
     def sample(self, n_samples: int = 1, random_state=None, mean: bool = False) -> np.ndarray:
         """Draw x ~ p(x | z), z ~ N(0, I); with ``mean=True`` return E[x | z] instead."""
-        check_fitted(self, ("params",))
+        self._check_fitted()
         rng = check_random_state(random_state)
         n = check_int(n_samples, "n_samples")
         z = rng.standard_normal((n, self.n_latent)).astype(np.dtype(self.dtype))
@@ -989,7 +1022,7 @@ class VAE(Estimator):
         returned (:meth:`load` accepts either spelling). The optimiser's moments and the random
         generator's state are not saved: training resumed after ``load`` starts a fresh
         optimiser (and, with an int ``random_state``, the generator from that seed)."""
-        check_fitted(self, ("params",))
+        self._check_fitted()
         arrays = {f"param:{k}": v for k, v in self.params.items()}
         meta = {"config": self._config(), "n_features": self.n_features_in_,
                 "history": self.history_, "kl_history": self.kl_history_,

@@ -900,3 +900,32 @@ def test_gaussian_vae_warns_on_data_far_from_unit_scale():
         warnings.simplefilter("error")
         VAE(2, hidden=(4,), likelihood="gaussian", random_state=0).fit(Xs, 1)
         VAE(2, hidden=(4,), likelihood="gaussian", random_state=0).fit(X / 16, 1)
+
+
+def test_changing_a_structural_setting_after_fit_raises_instead_of_training_the_old_networks():
+    """fit continues training; set_params(hidden=..., activation=..., likelihood=..., flow=...,
+    dtype=...) after fit used to keep training the old networks silently (n_latent gave NumPy's
+    broadcast error). Now every fitted-only method names what changed; the optimiser may change."""
+    X = binarize(load_digits()[0][:40] / 16, random_state=0)
+    for change, match in ((dict(n_latent=3), "n_latent 2 -> 3"), (dict(hidden=(8,)), "hidden"),
+                          (dict(activation="tanh"), "activation 'relu' -> 'tanh'"),
+                          (dict(likelihood="continuous_bernoulli"), "likelihood"),
+                          (dict(flow="planar", n_flows=1), "flow None -> 'planar'"),
+                          (dict(dtype=np.float64), "dtype 'float32' -> 'float64'")):
+        v = VAE(2, hidden=(4,), random_state=0).fit(X, 1)
+        before = {k: p.copy() for k, p in v.params.items()}
+        v.set_params(**change)
+        for method, args in (("fit", (X, 1)), ("transform", (X,)), ("save", ("unused.npz",)),
+                             ("sample", (2,)), ("log_likelihood", (X, 2))):
+            with pytest.raises(ValueError, match=match):
+                getattr(v, method)(*args)
+        assert all(np.array_equal(v.params[k], before[k]) for k in before)   # nothing trained
+        v.set_params(**{k: VAE(2, hidden=(4,)).get_params()[k] for k in change})
+        v.transform(X)                             # set back: usable again
+    v = VAE(2, hidden=(4,), random_state=0).fit(X, 1)
+    v.set_params(optimizer="sgd", learning_rate=1e-2).fit(X, 1)   # not structural: continues
+    assert type(v.optimizer_).__name__ == "SGD" and v.epochs_ == 2
+    from sklearn.base import clone
+
+    w = clone(v.set_params(n_latent=3)).fit(X, 1)  # the documented way to start afresh
+    assert w.transform(X).shape == (40, 3)

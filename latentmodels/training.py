@@ -26,11 +26,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_int, check_positive
+
 __all__ = ["kl_weight_at", "learning_rate_at", "train"]
 
 
 def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
     """β_t = β · min(1, (t + 1) / T) for epoch t (counted from 0); β when T = 0."""
+    epoch = check_int(epoch, "epoch", minimum=0)
+    kl_weight = check_positive(kl_weight, "kl_weight", allow_zero=True)
+    warmup_epochs = check_int(warmup_epochs, "warmup_epochs", minimum=0)
     if warmup_epochs == 0:
         return float(kl_weight)
     return float(kl_weight) * min(1.0, (epoch + 1) / warmup_epochs)
@@ -38,6 +43,9 @@ def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
 
 def learning_rate_at(epoch: int, learning_rate: float, decay: float) -> float:
     """lr_t = lr · decay^t (per-epoch exponential decay; decay = 1 keeps it constant)."""
+    epoch = check_int(epoch, "epoch", minimum=0)
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    decay = check_positive(decay, "decay")
     return learning_rate * decay ** epoch
 
 

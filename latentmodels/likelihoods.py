@@ -173,8 +173,9 @@ class Categorical:
     backward: ∂/∂l_{d,k} = [k = x_d] − softmax(l_d)_k
 
     Derivation of the backward pass: ∂/∂l_{d,k} of l_{d,x_d} is the indicator [k = x_d]; of the
-    log-sum-exp it is e^{l_{d,k}} / Σ_j e^{l_{d,j}} = softmax(l_d)_k (Bishop PRML eq. 4.106, the
-    same cross-entropy gradient for one pixel). The log-sum-exp subtracts max_k l_{d,k} first.
+    log-sum-exp it is e^{l_{d,k}} / Σ_j e^{l_{d,j}} = softmax(l_d)_k (Bishop PRML eq. 4.106 is the
+    softmax's derivative, eq. 4.109 the resulting cross-entropy gradient y − t, here for one
+    pixel). The log-sum-exp subtracts max_k l_{d,k} first.
     """
 
     name = "categorical"

@@ -58,6 +58,7 @@ exp never overflows even in float32; the gradient is zero where the clamp is act
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import os
@@ -104,6 +105,22 @@ def _warn_user(message, category=UserWarning):
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+_CACHES = ("x", "mask", "y", "_x", "_out", "_r", "_inv", "_r2inv", "_soft", "_idx", "_cache")
+
+
+def _releasing(method):
+    """Run a public method, then drop the forward caches of every layer, flow and likelihood, so
+    that the model keeps no reference to the caller's arrays (the first layer caches its input
+    for the backward pass; for a float64 model and float64 data that input is the caller's X)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._release()
+    return wrapper
 
 
 class _Holder:
@@ -437,6 +454,22 @@ class VAE(Estimator):
             self._init_from_data(X)
         return self
 
+    def _release(self):
+        """Drop the cached forward-pass arrays (see :func:`_releasing`)."""
+        objs = [getattr(self, "_lik", None)]
+        for net in (getattr(self, "encoder", None), getattr(self, "decoder", None)):
+            if net is not None:
+                objs += net.layers
+        objs += [getattr(self, k, None) for k in ("enc_mu", "enc_logvar", "dec_out", "dec_logvar")]
+        flow = getattr(self, "flow_", None)
+        if flow is not None:
+            objs += flow.flows
+        for obj in objs:
+            if obj is not None:
+                for name in _CACHES:
+                    if getattr(obj, name, None) is not None:
+                        setattr(obj, name, None)
+
     def n_parameters(self) -> int:
         self._check_fitted()
         return int(sum(p.size for p in self.params.values()))
@@ -658,6 +691,7 @@ class VAE(Estimator):
             self.encoder.backward(gh, need_dx=False)
         return value, value1, kl
 
+    @_releasing
     def elbo_and_grad(self, X, eps, kl_weight=None):
         """The training objective's estimate, mean over the rows of X, for the noise ``eps``, and
         its exact gradient.
@@ -673,6 +707,7 @@ class VAE(Estimator):
         value, _, _ = self._objective(X, self._as_eps(eps, X.shape[0]), w)
         return value, {k: g.copy() for k, g in self.grads.items()}
 
+    @_releasing
     def encoder_gradient(self, X, eps, estimator: str = "reparam") -> dict:
         """One single-sample estimate of ∇_φ ELBO (encoder parameters only), copied.
 
@@ -713,6 +748,7 @@ class VAE(Estimator):
             self.encoder.backward(gh)
         return {k: self.grads[k].copy() for k in self.encoder_names}
 
+    @_releasing
     def grad_variance(self, X, estimator: str = "reparam", n_draws: int = 100,
                       random_state=None) -> dict:
         """Per-parameter variance of single-sample encoder-gradient estimates over ``n_draws``.
@@ -728,6 +764,7 @@ class VAE(Estimator):
                 for k in self.encoder_names}
 
     # ---- training --------------------------------------------------------------------------
+    @_releasing
     def fit(self, X, epochs: int = 10, X_val=None, verbose=False) -> "VAE":
         """Train for ``epochs`` more epochs of mini-batch ascent (:func:`training.train`),
         continuing from the current parameters (initialising them from X on the first call).
@@ -813,6 +850,7 @@ class VAE(Estimator):
     def _elbo_value(self, X, rng):
         return self._elbo(X, None, 1, rng).total
 
+    @_releasing
     def elbo(self, X, q: GaussianQ | None = None, n_samples: int = 1, random_state=None) -> ELBO:
         """The ELBO's split, mean per sample: E_q[log p(x|z)] by ``n_samples`` draws per row, and
         KL(q(z|x) ‖ p(z)) — analytic for the encoder's Gaussian q, a Monte Carlo estimate
@@ -851,6 +889,7 @@ class VAE(Estimator):
             out_vals.append(m + np.log(acc / K))
         return np.concatenate(out_vals)
 
+    @_releasing
     def log_likelihood(self, X, n_importance: int = 1000, random_state=None) -> float:
         """Importance-weighted estimate of mean log p(x) (Burda, Grosse & Salakhutdinov 2016):
 
@@ -862,6 +901,7 @@ class VAE(Estimator):
         K = check_int(n_importance, "n_importance")
         return float(np.mean(self._log_likelihood_rows(X, K, self._rng_for(random_state))))
 
+    @_releasing
     def log_likelihood_with_se(self, X, n_importance: int = 1000, random_state=None):
         """``(mean, se)``: :meth:`log_likelihood` and its standard error, the sample standard
         deviation of the N per-row estimates over √N. It treats the rows as independent draws and
@@ -874,6 +914,7 @@ class VAE(Estimator):
         r = self._log_likelihood_rows(X, K, self._rng_for(random_state))
         return float(np.mean(r)), float(np.std(r, ddof=1) / np.sqrt(r.size))
 
+    @_releasing
     def score_samples(self, X, n_importance: int = 1000, random_state=None) -> np.ndarray:
         """Per-row IWAE estimates log (1/K) Σ_k w_k of log p(x_n), float64 (N,): the terms whose
         mean is :meth:`log_likelihood` (for paired standard errors between models or bounds)."""
@@ -881,6 +922,7 @@ class VAE(Estimator):
         K = check_int(n_importance, "n_importance")
         return self._log_likelihood_rows(X, K, self._rng_for(random_state))
 
+    @_releasing
     def elbo_samples(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Per-row ELBO estimates, float64 (N,): the same estimator as :meth:`elbo` (E_q log p(x|z)
         by ``n_samples`` draws, minus the analytic KL for a Gaussian q or its Monte Carlo estimate
@@ -900,6 +942,7 @@ class VAE(Estimator):
             total -= self._kl_gauss(mu.astype(np.float64), lv.astype(np.float64))
         return total
 
+    @_releasing
     def decoder_log_lik_and_grad(self, X, Z):
         """log p(x_n | z_n) per row and its gradient in z_n, both float64: ``(ll (N,), dll/dz (N, L))``.
 
@@ -921,6 +964,7 @@ class VAE(Estimator):
         gz = self.decoder.backward(gd) if self.decoder is not None else gd
         return ll.astype(np.float64), np.array(gz, dtype=np.float64)
 
+    @_releasing
     def score(self, X, y=None) -> float:
         """Mean ELBO per sample (nats; higher is better), one draw per row with a fixed seed so
         that repeated calls agree — the scikit-learn ``score`` used by ``cross_val_score`` and
@@ -943,6 +987,7 @@ class VAE(Estimator):
         return (self.params["dec_out.b"].astype(np.float64).copy(),
                 self.params["dec_out.W"].T.astype(np.float64).copy(), psi)
 
+    @_releasing
     def posterior(self, X) -> GaussianQ:
         """q(z | x) = N(μ_φ(x), diag σ²_φ(x)), in float64.
 
@@ -958,6 +1003,7 @@ class VAE(Estimator):
         _, mu, _, lv = self._encode(X)
         return GaussianQ.from_diag(mu.astype(np.float64), np.exp(lv).astype(np.float64))
 
+    @_releasing
     def sample_posterior(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draws z ~ q(z | x) (through the flow, if any): shape (n_samples, N, L), float64."""
         X = self._as_data(X)
@@ -969,6 +1015,7 @@ class VAE(Estimator):
         h, mu, _, _ = self._encode(X)
         return mu if self.flow_ is None else self._push(mu, h, 1)[0]
 
+    @_releasing
     def transform(self, X) -> np.ndarray:
         """The code used at test time (no sampling): the encoder mean μ_φ(x), the mode of a
         Gaussian q; for a flow posterior, the image of μ_φ(x) under the flow (neither the mean
@@ -980,6 +1027,7 @@ class VAE(Estimator):
         out, lvx, _ = self._decode(z)
         return self._lik.mean(out, lvx)
 
+    @_releasing
     def decode(self, Z) -> np.ndarray:
         """The decoder's mean E[x | z] for latent codes Z (N, L)."""
         self._check_fitted()
@@ -988,6 +1036,7 @@ class VAE(Estimator):
             raise ValueError(f"Z has {Z.shape[1]} columns, the VAE has n_latent={self.n_latent}")
         return self._decode_mean(Z).astype(np.float64)
 
+    @_releasing
     def reconstruct(self, X, n_samples: int | None = None, random_state=None) -> np.ndarray:
         """Decode the code of :meth:`transform` (N, D); or, with ``n_samples``, decode that many
         draws z ~ q(z | x) per row (n_samples, N, D), whose spread shows the model's uncertainty."""
@@ -998,6 +1047,7 @@ class VAE(Estimator):
         z = self._sample_q(X, n_samples, self._rng_for(random_state))[0]
         return self._decode_mean(z).astype(np.float64).reshape(n_samples, *X.shape)
 
+    @_releasing
     def sample(self, n_samples: int = 1, random_state=None, mean: bool = False) -> np.ndarray:
         """Draw x ~ p(x | z), z ~ N(0, I); with ``mean=True`` return E[x | z] instead."""
         self._check_fitted()

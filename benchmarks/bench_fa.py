@@ -3,7 +3,7 @@
     python benchmarks/bench_fa.py [--repeats 5] [--n 20000 --d 100 --l 10]
 
 Synthetic FA data (N=20000, D=100, L=10 by default). Both estimators fit the same array with
-their default settings (ours: n_init=4 starts, SQUAREM, the polish), alternating, several
+their default settings (ours: n_init=6 starts, SQUAREM, the polish), alternating, several
 repeats; the script prints each one's median fit time, its mean log-likelihood per sample (nats,
 from our exact formula on both fitted models), and the ratio. scikit-learn is optional: without
 it only our timings are printed.

@@ -165,9 +165,13 @@ class FactorAnalysis(LinearGaussianModel):
     init : {"joreskog", "ppca", "random"}, default "joreskog"
         The first start: Jöreskog's scale-equivariant uniquenesses, the closed-form PPCA solution
         (Tipping & Bishop 1999; not scale-equivariant), or a random one.
-    n_init : int, default 4
+    n_init : int, default 6
         Number of starts: the ``init`` start and ``n_init − 1`` random ones (drawn with
-        ``random_state``). The best final log-likelihood is kept.
+        ``random_state``). The best final log-likelihood is kept. 6 is the smallest number with
+        which the default fit reached the best of 20 independent random starts on all 100 of
+        scikit-learn's FA test data sets (seeds 0–99), for random_state None, 1, 2 and 3 alike
+        (4 starts missed one data set for random_state 1 and 3). A start whose EM ends in a basin
+        already polished costs only its EM iterations.
     random_state : None, int or numpy.random.Generator
         For the random starts. None means seed 0: the fit is then a deterministic function of the
         data (maximum likelihood is an estimate, not a sample).
@@ -204,7 +208,7 @@ class FactorAnalysis(LinearGaussianModel):
 
     def __init__(self, n_components: int = 1, *, tol: float = 1e-8, max_iter: int = 10000,
                  min_psi: float = 1e-6, noise: str = "diagonal", accelerate: bool = True,
-                 polish: bool = True, init: str = "joreskog", n_init: int = 4,
+                 polish: bool = True, init: str = "joreskog", n_init: int = 6,
                  random_state=None, rotation=None, rotation_kwargs=None, missing="raise"):
         self.n_components = n_components
         self.tol = tol

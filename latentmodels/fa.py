@@ -167,10 +167,10 @@ class FactorAnalysis(LinearGaussianModel):
         (Tipping & Bishop 1999; not scale-equivariant), or a random one.
     n_init : int, default 6
         Number of starts: the ``init`` start and ``n_init − 1`` random ones (drawn with
-        ``random_state``). The best final log-likelihood is kept. 6 is the smallest number with
-        which the default fit reached the best of 20 independent random starts on all 100 of
-        scikit-learn's FA test data sets (seeds 0–99), for random_state None, 1, 2 and 3 alike
-        (4 starts missed one data set for random_state 1 and 3). A start whose EM ends in a basin
+        ``random_state``). The best final log-likelihood is kept. With 6 the default fit reached
+        the best of 20 independent random starts on all 100 of scikit-learn's FA test data sets
+        (seeds 0–99), for random_state None, 1, 2 and 3 alike; with 4 it missed one data set for
+        random_state 1 and 3 (5 was not tried). A start whose EM ends in a basin
         already polished costs only its EM iterations.
     random_state : None, int or numpy.random.Generator
         For the random starts. None means seed 0: the fit is then a deterministic function of the

@@ -552,6 +552,20 @@ class VAE(Estimator):
             raise ValueError("eps contains NaN or infinite values")
         return eps
 
+    def _as_codes(self, Z):
+        """Latent codes Z as a finite 2-D array of the model's dtype; for float32, magnitudes that
+        would overflow are refused before the cast (not reported as "NaN or infinite")."""
+        dt = np.dtype(self.dtype)
+        if dt == np.float32:
+            Z64 = check_array(Z, "Z", dtype=np.float64)
+            big = float(np.max(np.abs(Z64)))
+            if big > _F32_MAX:
+                raise ValueError(f"Z has values of magnitude up to {big:.3g}, beyond float32's range "
+                                 "(latent codes are O(1) under the prior N(0, I)); pass dtype=np.float64 "
+                                 "to the VAE for such codes")
+            return Z64.astype(dt)
+        return check_array(Z, "Z", dtype=dt)
+
     def _rng_for(self, random_state):
         return self._rng if random_state is None else check_random_state(random_state)
 
@@ -723,7 +737,11 @@ class VAE(Estimator):
             raise ValueError("encoder_gradient compares estimators of the ELBO's gradient for a "
                              "Gaussian q: it needs flow=None and objective='elbo'")
         N = X.shape[0]
-        eps = self._as_eps(eps, N)[:1]
+        eps = self._as_eps(eps, N)
+        if eps.shape[0] != 1:
+            raise ValueError(f"encoder_gradient is one single-sample estimate: eps must have shape "
+                             f"(N, n_latent) or (1, N, n_latent), got {eps.shape} (it would use "
+                             "only the first draw); call it once per draw, or use grad_variance")
         if estimator in ("reparam", "B", "A"):
             saved = self.estimator
             self.estimator = "A" if estimator == "A" else "B"
@@ -768,9 +786,15 @@ class VAE(Estimator):
     def fit(self, X, epochs: int = 10, X_val=None, verbose=False) -> "VAE":
         """Train for ``epochs`` more epochs of mini-batch ascent (:func:`training.train`),
         continuing from the current parameters (initialising them from X on the first call).
+        ``epochs=None`` means the default 10 (scikit-learn's Pipeline passes y=None in this place).
         ``verbose``: print progress every epoch (True) or every ``verbose``-th epoch (an int).
         Returns self."""
         self._check_config()
+        if epochs is None:      # what sklearn's Pipeline passes positionally as y
+            epochs = 10
+        elif isinstance(epochs, np.ndarray) or (hasattr(epochs, "__len__") and not isinstance(epochs, str)):
+            raise TypeError("fit(X, epochs, ...): the second argument is the number of epochs; the "
+                            "VAE is unsupervised and takes no y (pass epochs=... by keyword)")
         epochs = check_int(epochs, "epochs", minimum=0)
         if not isinstance(verbose, (bool, numbers.Integral)) or verbose < 0:
             raise TypeError(f"verbose must be a bool or a non-negative int, got {verbose!r}")
@@ -951,7 +975,7 @@ class VAE(Estimator):
         decoder fixed (Cremer et al. 2018). Parameters are not changed (their gradient scratch
         buffers are overwritten)."""
         X = self._as_data(X)
-        Z = check_array(Z, "Z", dtype=np.dtype(self.dtype))
+        Z = self._as_codes(Z)
         if Z.shape != (X.shape[0], self.n_latent):
             raise ValueError(f"Z must have shape {(X.shape[0], self.n_latent)} (one code per row of "
                              f"X), got {Z.shape}")
@@ -1031,7 +1055,7 @@ class VAE(Estimator):
     def decode(self, Z) -> np.ndarray:
         """The decoder's mean E[x | z] for latent codes Z (N, L)."""
         self._check_fitted()
-        Z = check_array(Z, "Z", dtype=np.dtype(self.dtype))
+        Z = self._as_codes(Z)
         if Z.shape[1] != self.n_latent:
             raise ValueError(f"Z has {Z.shape[1]} columns, the VAE has n_latent={self.n_latent}")
         return self._decode_mean(Z).astype(np.float64)
@@ -1053,6 +1077,9 @@ class VAE(Estimator):
         self._check_fitted()
         rng = check_random_state(random_state)
         n = check_int(n_samples, "n_samples")
+        if not isinstance(mean, (bool, np.bool_)):
+            raise TypeError(f"mean must be True (decoder means E[x|z]) or False (draws of x), "
+                            f"got {mean!r}")
         z = rng.standard_normal((n, self.n_latent)).astype(np.dtype(self.dtype))
         out, lvx, _ = self._decode(z)
         if mean:

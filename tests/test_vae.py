@@ -959,3 +959,26 @@ def test_the_model_keeps_no_reference_to_the_callers_arrays():
         check(v, kw)
     # and the results do not depend on the release: a second call gives the same numbers
     assert v.log_likelihood(X, 3, random_state=1) == v.log_likelihood(X, 3, random_state=1)
+
+
+def test_pipeline_fit_and_more_arguments_of_the_wrong_kind():
+    """sklearn's Pipeline calls fit(X, None): epochs=None raised TypeError, so a VAE could not
+    be the last step. encoder_gradient silently used only the first of S draws; sample(mean='no')
+    was truthy; a float32 decode of codes beyond float32's range said 'NaN or infinite'."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = make_ppca_data(40, 4, 2, random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("vae", VAE(2, hidden=(4,), likelihood="gaussian", random_state=0))]).fit(X)
+    assert pipe.named_steps["vae"].epochs_ == 10 and pipe.transform(X).shape == (40, 2)
+    v = pipe.named_steps["vae"]
+    with pytest.raises(TypeError, match="number of epochs.*no y"):
+        v.fit(X, np.zeros(40))
+    with pytest.raises(ValueError, match="single-sample estimate"):
+        v.encoder_gradient(X, np.zeros((2, 40, 2)))
+    with pytest.raises(TypeError, match="mean must be True"):
+        v.sample(2, mean="no")
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        v.decode(np.full((1, 2), 1e39))
+    np.testing.assert_array_equal(v.decode(np.zeros((1, 2))), v.decode([[0.0, 0.0]]))

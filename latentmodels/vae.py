@@ -1096,19 +1096,59 @@ class VAE(Estimator):
         """Write configuration, parameters and history to an ``.npz`` file (no pickle).
 
         Like :func:`numpy.savez`, a path without the ``.npz`` suffix gets it; the path written is
-        returned (:meth:`load` accepts either spelling). The optimiser's moments and the random
-        generator's state are not saved: training resumed after ``load`` starts a fresh
-        optimiser (and, with an int ``random_state``, the generator from that seed)."""
+        returned (:meth:`load` accepts either spelling). The optimiser's state (Adam's moments
+        and step counts, Adagrad's sums) and the random generator's state are saved too, so that
+        training resumed after ``load`` continues exactly as it would have without the round trip."""
         self._check_fitted()
         arrays = {f"param:{k}": v for k, v in self.params.items()}
+        opt, counts = self.optimizer_, {}
+        for group, st in opt.state.items():
+            if isinstance(opt, nn.Adam):
+                arrays[f"opt:{group}:m"], arrays[f"opt:{group}:v"] = st[0], st[1]
+                counts[group] = int(st[3])
+            elif isinstance(opt, nn.Adagrad):
+                arrays[f"opt:{group}:h"] = st[0]
+                counts[group] = 0
+        bitgen = self._rng.bit_generator
         meta = {"config": self._config(), "n_features": self.n_features_in_,
                 "history": self.history_, "kl_history": self.kl_history_,
-                "val_history": self.val_history_, "epochs": self.epochs_}
+                "val_history": self.val_history_, "epochs": self.epochs_,
+                "optimizer_steps": counts,
+                "rng_state": bitgen.state if isinstance(bitgen, np.random.PCG64) else None}
         np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
         if isinstance(path, (str, os.PathLike)):
             path = os.fspath(path)
             return path if path.endswith(".npz") else path + ".npz"
         return path
+
+    def _read_optimizer_state(self, path, data, meta):
+        """The optimiser entries of a file, checked against this (unbuilt) configuration:
+        group names, exact sizes, finite values, non-negative second moments, step counts."""
+        counts = meta.get("optimizer_steps", {})
+        if not isinstance(counts, dict):
+            raise ValueError(f"{path}: 'optimizer_steps' must be an object")
+        keys = {"adam": ("m", "v"), "adagrad": ("h",), "sgd": ()}[self.optimizer]
+        expected = {f"opt:{g}:{k}" for g in counts for k in keys}
+        present = {f for f in data.files if f.startswith("opt:")}
+        if present != expected or not set(counts) <= {"encoder", "decoder"}:
+            raise ValueError(f"{path}: the optimiser entries {sorted(present)[:4]} do not match "
+                             f"optimizer={self.optimizer!r} with steps {counts}")
+        sizes = _group_sizes(self, meta["n_features"])
+        state = {}
+        for g, t in counts.items():
+            lo = 1 if self.optimizer == "adam" else 0
+            t = check_int(t, f"optimizer step count (in the file) of {g}", minimum=lo)
+            arrs = []
+            for k in keys:
+                a = data[f"opt:{g}:{k}"]
+                if a.shape != (sizes[g],) or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                    raise ValueError(f"{path}: optimiser entry opt:{g}:{k} must be a finite float "
+                                     f"array of shape ({sizes[g]},), got {a.dtype} {a.shape}")
+                if k in ("v", "h") and np.any(a < 0):
+                    raise ValueError(f"{path}: optimiser entry opt:{g}:{k} (a sum of squares) is negative")
+                arrs.append(a)
+            state[g] = (*arrs, t) if self.optimizer == "adam" else tuple(arrs)
+        return state
 
     @classmethod
     def load(cls, path) -> "VAE":
@@ -1188,14 +1228,39 @@ class VAE(Estimator):
                 if not np.all(np.isfinite(a)):
                     raise ValueError(f"{path}: parameter {k} contains NaN or infinite values")
                 arrays[k] = a
+            opt_state = model._read_optimizer_state(path, data, meta)
         model.initialize(D)   # every size is now bounded by the arrays the file holds
         for k, a in arrays.items():
             model.params[k][...] = a
+        for group, st in opt_state.items():
+            if model.optimizer == "adam":
+                m, v, t = st
+                model.optimizer_.state[group] = [m.astype(model._flat_params[group].dtype),
+                                                 v.astype(model._flat_params[group].dtype),
+                                                 np.empty_like(model._flat_params[group]), t]
+            else:
+                h = st[0].astype(model._flat_params[group].dtype)
+                model.optimizer_.state[group] = (h, np.empty_like(h))
+        rng_state = meta.get("rng_state")
+        if rng_state is not None:
+            try:
+                gen = np.random.Generator(np.random.PCG64())
+                gen.bit_generator.state = rng_state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"{path}: 'rng_state' is not a PCG64 generator state ({exc})") from None
+            model._rng = gen
         model.history_ = [float(v) for v in meta.get("history", [])]
         model.kl_history_ = [float(v) for v in meta.get("kl_history", [])]
         model.val_history_ = [float(v) for v in meta.get("val_history", [])]
         model.epochs_ = epochs
         return model
+
+
+def _group_sizes(model, D):
+    """Sizes of the encoder and decoder flat parameter buffers, from the configuration."""
+    shapes = model._expected_shapes(D)
+    enc = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith(("enc", "flow.")))
+    return {"encoder": enc, "decoder": sum(int(np.prod(s)) for s in shapes.values()) - enc}
 
 
 def _iwae_bound(logw, K, N):

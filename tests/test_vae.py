@@ -1009,3 +1009,18 @@ def test_training_resumed_after_save_and_load_continues_exactly(tmp_path, optimi
         _save_and_edit(half, p, edit)
         with pytest.raises(ValueError, match=match):
             VAE.load(p)
+
+
+def test_categorical_accepts_integral_floats_as_the_same_levels():
+    """load_digits returns float64 0.0..16.0: integral floats are the same levels as ints (same
+    model bit for bit), 3.5 is not a level, and a level ≥ n_levels names n_levels."""
+    X = load_digits()[0][:30]
+    a = VAE(2, hidden=(3,), likelihood="categorical", n_levels=17, random_state=0).fit(X, 1)
+    b = VAE(2, hidden=(3,), likelihood="categorical", n_levels=17, random_state=0).fit(
+        X.astype(np.int64), 1)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    with pytest.raises(ValueError, match="non-integer"):
+        a.transform(np.where(X == 3, 3.5, X))
+    with pytest.raises(ValueError, match="n_levels=12 needs integers 0..11"):
+        VAE(2, hidden=(3,), likelihood="categorical", n_levels=12).fit(X, 1)

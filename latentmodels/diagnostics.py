@@ -36,7 +36,7 @@ from scipy import stats as sps
 from scipy.optimize import brentq
 
 from . import gaussian as gs
-from .validation import check_array, check_covariance, check_int, check_positive, check_random_state
+from .validation import check_array, check_covariance, check_int, check_positive, check_random_state, warn
 
 __all__ = ["FitStatistics", "fit_statistics", "summary", "DimensionTable", "choose_n_components",
            "minka_log_evidence", "rmsea_interval"]
@@ -148,6 +148,11 @@ def fit_statistics(S, n_samples: int, loadings, psi, *, phi=None, confidence: fl
     F = float(logdet_sigma - gs.logdet(C_S, is_cholesky=True) + trace - D)
     bartlett = n - 1 - (2 * D + 5) / 6
     factor = bartlett - 2 * L / 3
+    if not factor > 0:
+        # psych then reports χ² = 0, p = 1 (a "perfect fit"), factanal a negative χ²: neither is a test
+        warn(f"n_samples={n} is too small for the chi-square test of {L} factor(s) on {D} variables: "
+             f"Bartlett's multiplier N - 1 - (2D + 5)/6 - 2L/3 = {factor:.3g} <= 0, so chi2, its "
+             "p-value, RMSEA, TLI and BIC are not meaningful", UserWarning)
     chi2 = max(factor * F, 0.0)
     dof = ((D - L) ** 2 - (D + L)) / 2
     p_value = float(sps.chi2.sf(chi2, dof)) if dof > 0 else np.nan
@@ -377,6 +382,16 @@ def choose_n_components(X, max_components: int, model: str = "fa", *, test_fract
     mu = X_train.mean(axis=0)
     Xc = X_train - mu
     S = Xc.T @ Xc / n
+    if model == "fa":
+        # constant in its own units: spread within rounding of the column's magnitude
+        const = np.flatnonzero(np.sqrt(np.diag(S)) <= 16 * np.finfo(float).eps
+                               * np.max(np.abs(X_train), axis=0))
+        if const.size:
+            raise ValueError(
+                f"X has {const.size} feature(s) constant over the {n} training rows (columns "
+                f"{const[:10].tolist()}): factor analysis would give them zero uniqueness and an "
+                "unbounded likelihood; drop them (e.g. X[:, X.std(axis=0) > 0]) or use model='ppca'"
+            )
     lam = np.linalg.eigvalsh(S)[::-1]
     out = {k: [] for k in ("n_parameters", "ll", "bic", "heldout", "chi2", "dof", "p", "minka")}
     models = []

@@ -1,5 +1,7 @@
 """Fit statistics against R's factanal and psych::fa.stats; summary text; choosing L."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -737,3 +739,29 @@ def test_summary_of_a_ppca_model():
     u2 = ppca.sigma2_ / sd**2
     assert _row(text, "x1")[-1] == f"{u2[0]:.3f}"
     assert "rotation: none" in text and "chi-square" not in text   # no S stored: no test
+
+
+def test_choose_n_components_names_constant_columns_for_fa():
+    # the digits have 3 constant pixels; FA on them used to fail deep inside (RuntimeWarnings from
+    # log(0), then "S has a non-positive variance"), naming an S the user never passed
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5)) @ rng.standard_normal((5, 5))
+    X[:, 3] = 7.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"X has 1 feature\(s\) constant .* \(columns \[3\]\)"):
+            choose_n_components(X, 2, model="fa", random_state=0)
+        tab = choose_n_components(X, 2, model="ppca", random_state=0)   # PPCA is defined there
+    assert np.all(np.isfinite(tab.log_likelihood))
+
+
+def test_fit_statistics_warns_when_n_is_too_small_for_bartletts_correction():
+    # N - 1 - (2D + 5)/6 - 2L/3 <= 0: psych reports chi2 = 0, p = 1 ("perfect fit") silently
+    rng = np.random.default_rng(1)
+    W, psi = rng.standard_normal((7, 2)), rng.uniform(0.2, 1.0, 7)
+    S = W @ W.T + np.diag(psi) + 0.05
+    with pytest.warns(UserWarning, match="too small for the chi-square test"):
+        fit_statistics(S, 5, W, psi)        # 5 - 1 - 19/6 - 4/3 < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_statistics(S, 6, W, psi)        # 6 - 1 - 19/6 - 4/3 = 0.5 > 0

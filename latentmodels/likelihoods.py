@@ -360,7 +360,8 @@ class ContinuousBernoulli:
         return cb_mean(out)
 
     def sample(self, out, logvar, rng):
-        """Inverse CDF: F(x) = (λ^x (1−λ)^{1−x} + λ − 1)/(2λ − 1) inverts to
+        """Inverse CDF (the CDF of Loaiza-Ganem & Cunningham 2019, written in the logit):
+        F(x) = (λ^x (1−λ)^{1−x} + λ − 1)/(2λ − 1) = (e^{l x} − 1)/(e^{l} − 1) inverts to
         x = log(1 + u (e^l − 1)) / l; written for a = −|l| ≤ 0 (no overflow) and mirrored by
         the symmetry x ~ CB(l) ⇔ 1 − x ~ CB(−l)."""
         l = out.astype(np.float64)

@@ -23,7 +23,8 @@ fitted covariance Σ̂ = Λ Φ Λᵀ + Ψ of L factors, and the maximum-likeliho
 Choosing L: :func:`choose_n_components` fits L = 0 … L_max and tabulates the training
 log-likelihood, the likelihood BIC = −2 N ℓ̄ + k log N (k free parameters), the held-out
 log-likelihood, the χ² test above, and for PPCA Minka's (2000) Laplace approximation to the
-evidence (his eq. 81; the same expression as scikit-learn's ``PCA(n_components="mle")``).
+evidence (his closing Laplace approximation to p(D | k); the same expression as scikit-learn's
+``PCA(n_components="mle")``, which the tests check).
 """
 
 from __future__ import annotations
@@ -265,7 +266,10 @@ def summary(model=None, *, loadings=None, psi=None, phi=None, S=None, n_samples=
 def minka_log_evidence(eigenvalues, n_components: int, n_samples: int) -> float:
     """Minka's (2000) Laplace approximation to log p(X | k) for PPCA with k components.
 
-    "Automatic choice of dimensionality for PCA" (NIPS 13), eq. (81) with (72)–(80): with λ the
+    "Automatic choice of dimensionality for PCA" (NIPS 13, and the longer MIT Media Lab tech. report
+    514), the Laplace approximation to p(D | k) in which the paper ends (equation numbers differ
+    between the two versions, so none is quoted here; the tests check it against scikit-learn's
+    ``_assess_dimension``, an independent implementation of the same expression): with λ the
     eigenvalues of the sample covariance in decreasing order, d features, N samples,
     σ̂² = Σ_{j>k} λ_j/(d−k), m = dk − k(k+1)/2, and λ̂_j = λ_j (j ≤ k), σ̂² (j > k),
 

@@ -10,11 +10,12 @@ Convention (that of GPArotation, Bernaards & Jennrich 2005): ``loadings = A @ in
 for orthogonal T that is ``A @ T`` — and ``factor_correlation = T.T @ T``. Rotated factor scores
 are ``Tᵀ z`` for unrotated scores z.
 
-Criteria (Bernaards & Jennrich 2005, Table 1; the same value/gradient pairs as GPArotation):
+Criteria (the catalogue of criteria and gradients of Bernaards & Jennrich 2005; the same
+value/gradient pairs as GPArotation's vgQ functions; the tests also check each gradient):
 
 - varimax (Kaiser 1958):     Q = −¼ ‖Λ² − 1 mᵀ‖²_F, m = column means of Λ²;  ∂Q/∂Λ = −Λ ∘ (Λ² − 1 mᵀ)
 - quartimax (Carroll 1953):  Q = −¼ Σ Λ⁴;                                   ∂Q/∂Λ = −Λ³
-- oblimin(γ) (Jennrich 2002, eq. 7): with X = (I − (γ/D) 1 1ᵀ) Λ² (1 1ᵀ − I),
+- oblimin(γ) (Carroll 1957; Jennrich 2002): with X = (I − (γ/D) 1 1ᵀ) Λ² (1 1ᵀ − I),
   Q = ¼ Σ Λ² ∘ X,  ∂Q/∂Λ = Λ ∘ X.  γ = 0 is quartimin, 0.5 biquartimin, 1 covarimin.
 
 They are minimised by the gradient-projection algorithm (GPA): Jennrich (2001) for orthogonal T

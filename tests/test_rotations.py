@@ -1861,3 +1861,20 @@ def test_matches_gparotation_on_harman8(key, method, kwargs, phi_key):
         phi_ref = np.linalg.inv(U.T @ U)
     dev, dphi = _match(r.loadings, ref, r.factor_correlation, phi_ref)
     assert dev < 1e-6 and dphi < 1e-6
+
+
+@pytest.mark.parametrize("method,gamma", [("varimax", 0.0), ("quartimax", 0.0), ("oblimin", 0.0),
+                                          ("oblimin", 0.5), ("oblimin", 1.0)])
+def test_criterion_gradients_by_central_differences(method, gamma):
+    from latentmodels.rotations import _CRITERIA
+
+    L = np.random.default_rng(5).standard_normal((7, 3))
+    _, G = _CRITERIA[method](L, gamma)
+    h = 1e-6
+    num = np.empty_like(L)
+    for idx in np.ndindex(L.shape):
+        E = np.zeros_like(L)
+        E[idx] = h
+        num[idx] = (_CRITERIA[method](L + E, gamma)[0] - _CRITERIA[method](L - E, gamma)[0]) / (2 * h)
+    np.testing.assert_allclose(G, num, rtol=1e-7, atol=1e-8)
+    assert criterion(L, method, gamma=gamma) == _CRITERIA[method](L, gamma)[0]

@@ -73,6 +73,17 @@ class FitStatistics:
     def __str__(self) -> str:
         lo, hi = self.rmsea_interval
         p = "nan" if np.isnan(self.p_value) else f"{self.p_value:.4g}"
+        if self.dof <= 0:
+            # factanal refuses dof < 0 ("too many factors") and reports no test at dof = 0;
+            # psych prints NA for the p-value, RMSEA and BIC
+            why = ("the model is saturated" if self.dof == 0 else
+                   "the model has more free parameters than the covariance matrix has entries")
+            return (
+                f"No test of {self.n_components} factor(s) on {self.n_features} variables: "
+                f"{self.dof:g} degrees of freedom ({why}).\n"
+                f"  chi-square = {self.chi2:.4f}; AIC = {self.aic:.4f}\n"
+                f"  null model: chi-square = {self.null_chi2:.4f} on {self.null_dof:g} degrees of freedom"
+            )
         return (
             f"Test of the hypothesis that {self.n_components} factor(s) are sufficient:\n"
             f"  chi-square = {self.chi2:.4f} on {self.dof:g} degrees of freedom, p = {p}\n"

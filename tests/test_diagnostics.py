@@ -765,3 +765,19 @@ def test_fit_statistics_warns_when_n_is_too_small_for_bartletts_correction():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_statistics(S, 6, W, psi)        # 6 - 1 - 19/6 - 4/3 = 0.5 > 0
+
+
+def test_no_test_is_printed_at_zero_or_negative_degrees_of_freedom():
+    # R: factanal(covmat=cor(attitude)[1:3, 1:3], factors=1, n.obs=30)$dof is 0 and no STATISTIC;
+    # factanal(covmat=cor(attitude), factors=4, n.obs=30) stops: "4 factors are too many for 7
+    # variables"; psych::fa reports PVAL = NA and no RMSEA in both cases
+    rng = np.random.default_rng(2)
+    W1, p1 = rng.standard_normal((3, 1)), rng.uniform(0.2, 1.0, 3)
+    S1 = W1 @ W1.T + np.diag(p1)
+    st0 = fit_statistics(S1, 50, W1, p1)
+    assert st0.dof == 0 and np.isnan(st0.p_value) and np.isnan(st0.rmsea) and np.isnan(st0.bic)
+    assert "No test" in str(st0) and "saturated" in str(st0) and "p =" not in str(st0)
+    W2 = rng.standard_normal((3, 2))
+    st_neg = fit_statistics(W2 @ W2.T + np.diag(p1), 50, W2, p1)
+    assert st_neg.dof == -2 and np.isnan(st_neg.p_value)
+    assert "more free parameters" in str(st_neg) and "RMSEA" not in str(st_neg)

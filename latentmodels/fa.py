@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import gaussian as gs
 from . import rotations
+from .acceleration import Squarem
 from .elbo import warn_user
 from .linear_gaussian import (
     LinearGaussianModel,
+    _gram_change,
     check_statistics,
     e_step,
     elbo_from_moments,
@@ -132,6 +135,69 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
     W = np.sqrt(psi)[:, None] * U[:, :n_components] * np.sqrt(
         np.maximum(lam[:n_components] - 1.0, 0.0))
     return W, psi
+
+
+def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate):
+    """EM (with SQUAREM jumps) on the covariance S without recording a history: the screen that
+    every start runs before the polish; the winning start is re-run by the recorded
+    :func:`~latentmodels.linear_gaussian.run_em`, whose history is the one reported.
+
+    The E- and M-steps are those of :func:`~latentmodels.linear_gaussian.e_step` /
+    :func:`~latentmodels.linear_gaussian.m_step` (Bishop PRML eqs. 12.66–12.70), fused so that
+    the exact log-likelihood of the current θ comes from the E-step's own factors:
+    ``ℓ = −½ [D log 2π + log|Ψ| + log|M| + tr(Ψ⁻¹S) − tr(Ψ⁻¹ W M⁻¹ Wᵀ Ψ⁻¹ S)]`` with
+    ``M = I + WᵀΨ⁻¹W`` (Bishop eqs. C.7, C.14). Stops when an iteration raises ℓ by at most
+    ``tol · max(1, |ℓ|)`` and the parameters moved by at most ``param_tol`` (the measure of
+    ``run_em``). Returns ``(W, psi, loglik, n_iter)``.
+    """
+    D, n_comp = W.shape
+    dS = np.diag(S).copy()
+    eye = np.eye(n_comp)
+    const = D * gs.LOG_2PI
+
+    def posterior(W, psi):
+        Wp = W / psi[:, None]
+        LM = np.linalg.cholesky(eye + W.T @ Wp)
+        B = gs.chol_solve(LM, Wp.T)
+        SB = S @ B.T
+        ll = -0.5 * (const + np.sum(np.log(psi)) + 2.0 * np.sum(np.log(np.diag(LM)))
+                     + np.sum(dS / psi) - np.sum(Wp * SB))
+        return LM, B, SB, ll
+
+    k = D * n_comp
+
+    def unpack(t):
+        return t[:k].reshape(D, n_comp), np.maximum(np.exp(t[k:]), floor)
+
+    def value(t):
+        return posterior(*unpack(t))[3]
+
+    cur = {"W": W, "psi": psi}
+
+    def assign(t):
+        cur["W"], cur["psi"] = unpack(t)
+
+    squarem = Squarem(lambda: np.concatenate([cur["W"].ravel(), np.log(cur["psi"])]), value,
+                      assign) if accelerate else None
+    prev_ll = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if squarem is not None and n_iter > 1:
+            squarem()
+        W, psi = cur["W"], cur["psi"]
+        LM, B, SB, ll = posterior(W, psi)
+        G = gs.chol_solve(LM, eye)
+        Ezz = G + B @ SB
+        W_new = gs.chol_solve(np.linalg.cholesky((Ezz + Ezz.T) / 2.0), SB.T).T
+        psi_new = np.maximum(dS - np.sum(W_new * SB, axis=1), floor)
+        cur["W"], cur["psi"] = W_new, psi_new
+        if prev_ll is not None and ll - prev_ll <= tol * max(1.0, abs(ll)):
+            moved = _gram_change(W, W_new) + float(np.max(np.abs(psi_new - psi)) / np.max(psi_new))
+            if moved <= param_tol:
+                break
+        prev_ll = ll
+    W, psi = cur["W"], cur["psi"]
+    return W, psi, posterior(W, psi)[3], n_iter
 
 
 class FactorAnalysis(LinearGaussianModel):
@@ -348,6 +414,49 @@ class FactorAnalysis(LinearGaussianModel):
             seen.append((psi_em, (W, psi, loglik)))
         return W, psi, history, steps, result, loglik
 
+    def _screen_and_polish(self, R, kinds, rng, n_comp, floor, tol, max_iter):
+        """Every start: unrecorded EM (:func:`_em_quick`) into a basin; the polish once per
+        basin (best EM value first; a start whose EM ends within 1e-3 in every ψ of a polished
+        one, below its value, shares that maximum); the winner's EM is then re-run recorded,
+        so that ``history_`` is its own E/M steps followed by the labelled "polish"."""
+        em_tol, param_tol = np.sqrt(tol), tol ** 0.25
+        starts, ends = [], []
+        for kind in kinds:
+            W0, psi0 = self._start(R, n_comp, kind, rng, floor)
+            starts.append((W0, psi0))
+            ends.append(_em_quick(R, W0, psi0, floor, tol=em_tol, param_tol=param_tol,
+                                  max_iter=max_iter, accelerate=self.accelerate))
+        finals = [None] * len(kinds)
+        seen = []
+        for i in sorted(range(len(kinds)), key=lambda j: -ends[j][2]):
+            W, psi, loglik, _ = ends[i]
+            for psi_other, final in seen:
+                if np.max(np.abs(psi - psi_other)) < 1e-3 and final[2] >= loglik:
+                    finals[i] = final
+                    break
+            else:
+                W_pol, psi_pol = profile_polish(R, psi, n_comp, floor, gtol=1e-9, ftol=1e-14)
+                ll_pol = log_likelihood_from_moments(R, W_pol, psi_pol)
+                finals[i] = (W_pol, psi_pol, ll_pol) if ll_pol > loglik else (W, psi, loglik)
+                seen.append((psi, finals[i]))
+        init_ll = [f[2] for f in finals]
+        best_index = int(np.argmax(init_ll))
+        W, psi, ll = finals[best_index]
+        # the reported history: the winner's EM, recorded, then the polish as a labelled step
+        W0, psi0 = starts[best_index]
+        result, W_em, psi_em = run_em(R, W0, psi0, noise="diagonal", psi_floor=floor, tol=em_tol,
+                                      max_iter=max_iter, accelerate=self.accelerate,
+                                      model_name=type(self).__name__, param_tol=param_tol)
+        history, steps = list(result.history), list(result.steps)
+        ll_em = log_likelihood_from_moments(R, W_em, psi_em)
+        if ll_em > ll:
+            W, psi, ll = W_em, psi_em, ll_em
+            init_ll[best_index] = ll
+        else:
+            history.append(ll)
+            steps.append("polish")
+        return ll, W, psi, history, steps, result, best_index, init_ll
+
     @staticmethod
     def _polish(R, W, psi, loglik, n_comp, floor, history, steps, **options):
         """Run :func:`profile_polish`; keep it (as a labelled step) only if it raises log p(x)."""
@@ -407,17 +516,21 @@ class FactorAnalysis(LinearGaussianModel):
             floor = float(floor[0])
 
         kinds = [self.init] + ["random"] * (n_init - 1)
-        best = None
-        init_ll = []
-        seen = []   # (EM's ψ, the start's final result) of the starts polished so far
-        for kind in kinds:
-            W0, psi0 = self._start(R, n_comp, kind, rng, floor)
-            W, psi, history, steps, result, ll = self._run_start(R, W0, psi0, n_comp, floor, tol,
-                                                                 max_iter, seen)
-            init_ll.append(ll)
-            if best is None or ll > best[0]:
-                best = (ll, W, psi, history, steps, result, len(init_ll) - 1)
-        ll, W, psi, history, steps, result, best_index = best
+        if self.polish and not self._isotropic:
+            ll, W, psi, history, steps, result, best_index, init_ll = self._screen_and_polish(
+                R, kinds, rng, n_comp, floor, tol, max_iter)
+        else:
+            best = None
+            init_ll = []
+            seen = []   # (EM's ψ, the start's final result) of the starts polished so far
+            for kind in kinds:
+                W0, psi0 = self._start(R, n_comp, kind, rng, floor)
+                W, psi, history, steps, result, ll = self._run_start(R, W0, psi0, n_comp, floor,
+                                                                     tol, max_iter, seen)
+                init_ll.append(ll)
+                if best is None or ll > best[0]:
+                    best = (ll, W, psi, history, steps, result, len(init_ll) - 1)
+            ll, W, psi, history, steps, result, best_index = best
         self._end_on_e_step(R, W, psi, ll, history, steps)
         ll = history[-1]
         init_ll[best_index] = ll

@@ -52,6 +52,7 @@ def test_vbpca_elbo_terms_match_monte_carlo():
     s = v._s
     N, D = X.shape
     L = s["MW"].shape[1]
+    Mz = (X - s["c"]) @ s["A"].T          # the fit's last q(Z): m_n = A (x_n − c)
     rng = np.random.default_rng(0)
     S = 20_000
     LW = np.linalg.cholesky(s["SW"])
@@ -60,10 +61,13 @@ def test_vbpca_elbo_terms_match_monte_carlo():
     tau = rng.gamma(s["a_tau"], 1 / s["b_tau"], S)
     alpha = rng.gamma(s["a_alpha"], 1 / s["b_alpha"], (S, L))
     Lz = np.linalg.cholesky(s["Sz"])
-    Z = s["Mz"][None] + rng.standard_normal((S, N, L)) @ Lz.T
+    Z = Mz[None] + rng.standard_normal((S, N, L)) @ Lz.T
     resid = X[None] - np.einsum("snl,sdl->snd", Z, W) - mu[:, None, :]
     log_lik = (0.5 * N * D * (np.log(tau) - gs.LOG_2PI) - 0.5 * tau * np.sum(resid**2, axis=(1, 2)))
-    e = v._elbo_on(X, GaussianQ(s["Mz"], s["Sz"]))
+    e = v._elbo_on(X, GaussianQ(Mz, s["Sz"]))
+    # the statistics form of the same ELBO (the one fit maximises) agrees with the row form
+    e_stats = v._elbo_stats(v._row_data(X), v._z_moments(v._row_data(X), s["A"], s["c"], s["Sz"]))
+    assert np.isclose(e_stats.total, e.total, rtol=1e-12)
 
     def close(samples, value):
         se = samples.std() / np.sqrt(len(samples))
@@ -83,7 +87,7 @@ def test_vbpca_elbo_terms_match_monte_carlo():
     kl_params = (log_qW - log_pW) + (log_qa - log_pa) + (log_qmu - log_pmu) + (log_qt - log_pt)
     close(kl_params / N, e.kl_params)
     log_qz = np.sum(stats.multivariate_normal(np.zeros(L), s["Sz"]).logpdf(
-        (Z - s["Mz"][None]).reshape(-1, L)).reshape(S, N), axis=1)
+        (Z - Mz[None]).reshape(-1, L)).reshape(S, N), axis=1)
     log_pz = np.sum(stats.norm.logpdf(Z), axis=(1, 2))
     close((log_qz - log_pz) / N, e.kl_latent)
 
@@ -132,3 +136,51 @@ def test_vbpca_before_fit_raises_not_fitted():
     for call in (v.n_parameters, v.noise_variance, lambda: v.transform(np.zeros((2, 3)))):
         with pytest.raises(NotFittedError):
             call()
+
+
+# ---- sufficient statistics: partial_fit, fit_from_statistics, chunks (issue 13) -----------------
+
+def _vb(**k):
+    return VBPCA(**{"n_components": 2, "tol": 1e-6, "random_state": 0, **k})
+
+
+@settings(max_examples=8)
+@given(st.lists(st.integers(1, 59), min_size=1, max_size=5), st.sampled_from([0.0, 1e6]),
+       st.integers(0, 3))
+def test_vbpca_partial_fit_over_any_chunking_equals_fit(cuts, offset, seed):
+    X0, _ = make_ppca_data(60, 5, 2, sigma2=0.2, random_state=seed)
+    X = X0 + offset
+    full = _vb().fit(X)
+    m = _vb()
+    for chunk in np.split(X, sorted(set(cuts))):
+        m.partial_fit(chunk, refit=False)
+    m.fit_from_statistics()
+    ll = full.log_likelihood(X)
+    assert abs(m.log_likelihood(X) - ll) <= 1e-10 * abs(ll)
+    assert np.isclose(m.sigma2_, full.sigma2_, rtol=1e-8)
+    # and the fit is the fit of the unshifted data, shifted (the priors follow the data)
+    if offset:
+        base = _vb().fit(X0)
+        assert abs(base.log_likelihood(X0) - ll) <= 1e-8 * abs(ll)
+
+
+def test_vbpca_fit_accepts_chunks_memmaps_and_statistics(tmp_path):
+    X, _ = make_ppca_data(80, 5, 2, sigma2=0.2, random_state=3)
+    full = _vb().fit(X)
+    ll = full.log_likelihood(X)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float64, shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    for source in (iter(np.array_split(X, 3)), np.load(tmp_path / "x.npy", mmap_mode="r"),
+                   full.statistics_):
+        assert np.isclose(_vb().fit(source).log_likelihood(X), ll, rtol=1e-10)
+    # refit=True after every chunk leaves the model of all rows seen
+    m = _vb()
+    for chunk in np.array_split(X, 4):
+        m.partial_fit(chunk)
+    assert np.isclose(m.log_likelihood(X), ll, rtol=1e-10)
+    # fit_covariance: the same statistics given as (S, n, mean)
+    S = np.cov(X.T, bias=True)
+    assert np.isclose(_vb().fit_covariance(S, 80, X.mean(axis=0)).log_likelihood(X), ll, rtol=1e-9)
+    with pytest.raises(NotFittedError):
+        _vb().fit_from_statistics()

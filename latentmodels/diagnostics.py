@@ -338,8 +338,14 @@ class DimensionTable:
         if criterion == "bic":
             return int(self.n_components[np.nanargmin(self.bic)])
         if criterion == "heldout":
+            if np.all(np.isnan(self.heldout_log_likelihood)):
+                raise ValueError("criterion='heldout' needs held-out rows: this table was made with "
+                                 "test_fraction=0; use choose_n_components(..., test_fraction=0.25)")
             return int(self.n_components[np.nanargmax(self.heldout_log_likelihood)])
         if criterion == "minka":
+            if np.all(np.isnan(self.minka_log_evidence)):
+                raise ValueError("criterion='minka' is Minka's PPCA evidence: it needs a table made "
+                                 "with model='ppca'")
             return int(self.n_components[np.nanargmax(self.minka_log_evidence)])
         if criterion == "chi2":
             ok = np.flatnonzero(self.p_value >= 0.05)

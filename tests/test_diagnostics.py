@@ -781,3 +781,14 @@ def test_no_test_is_printed_at_zero_or_negative_degrees_of_freedom():
     st_neg = fit_statistics(W2 @ W2.T + np.diag(p1), 50, W2, p1)
     assert st_neg.dof == -2 and np.isnan(st_neg.p_value)
     assert "more free parameters" in str(st_neg) and "RMSEA" not in str(st_neg)
+
+
+def test_best_names_the_missing_column_instead_of_all_nan_slice():
+    # numpy's "All-NaN slice encountered" said nothing about test_fraction=0 or model='fa'
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    tab = choose_n_components(X, 1, test_fraction=0, random_state=0)
+    with pytest.raises(ValueError, match="test_fraction=0"):
+        tab.best("heldout")
+    with pytest.raises(ValueError, match="model='ppca'"):
+        tab.best("minka")
+    assert tab.best("bic") in (0, 1)

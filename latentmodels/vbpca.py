@@ -28,6 +28,24 @@ CAVI updates (⟨·⟩ = expectation under q), on the standardised data:
 - q(τ) = Gam(a_τ + ND/2, b_τ + ½ Σ_n ⟨‖x_n − W z_n − μ‖²⟩)
 
 with ``⟨WᵀW⟩ = ⟨W⟩ᵀ⟨W⟩ + D Σ_W`` and ``⟨‖w_i‖²⟩ = ‖⟨w_i⟩‖² + D (Σ_W)_ii``.
+
+**From sufficient statistics.** On complete data every q(z_n) shares Σ_z and its mean is
+m_n = A (x_n − c) with A = ⟨τ⟩ Σ_z ⟨W⟩ᵀ and c = m_μ at that update. So the updates and the ELBO
+need only ``Σ m_n = A(Σx − Nc)``, ``Σ x_n m_nᵀ = (Σxxᵀ − Σx cᵀ) Aᵀ`` and
+``Σ m_n m_nᵀ = A (Σxxᵀ − Σx cᵀ − c Σxᵀ + N ccᵀ) Aᵀ``, with Σxxᵀ = M2 + N x̄x̄ᵀ: the fit depends
+on the data only through (N, x̄, M2), and ``fit`` runs on
+:class:`~latentmodels.statistics.SufficientStatistics` (arrays, memmaps, chunk iterables,
+Dask arrays; ``partial_fit`` and ``fit_from_statistics`` as for FA and PPCA). The
+standardisation is done on the statistics: x̄̃ = 0, Σx̃x̃ᵀ = M2 / s², s² = tr(M2) / (N D).
+
+**Missing values** (``missing="em"``, NaN in X; Ilin & Raiko 2010, JMLR 11, section 3.3 and
+eqs. 33–39). Only the observed entries O enter: Σ_n = (I + ⟨τ⟩ Σ_{d∈O_n} ⟨w_d w_dᵀ⟩)⁻¹ per row
+(one per missingness pattern), Σ_W,d = (diag⟨α⟩ + ⟨τ⟩ Σ_{n∈N_d} ⟨z_n z_nᵀ⟩)⁻¹ per row of W,
+Σ_μ,d = (β + |N_d|⟨τ⟩)⁻¹ per coordinate, and q(τ) = Gam(a_τ + |O|/2, b_τ + ½ Σ_O ⟨r_nd²⟩);
+the ELBO is the same functional restricted to O, so each block is its exact maximiser and the
+shared loop checks it never decreases. The priors are standardised with the observed column
+means and variances. ``impute`` and the log-likelihoods then use the posterior-mean (plug-in)
+parameters: E[x_M | x_O] = μ_M + C_MO C_OO⁻¹ (x_O − μ_O), C = ⟨W⟩⟨W⟩ᵀ + σ² I.
 """
 
 from __future__ import annotations

@@ -184,3 +184,108 @@ def test_vbpca_fit_accepts_chunks_memmaps_and_statistics(tmp_path):
     assert np.isclose(_vb().fit_covariance(S, 80, X.mean(axis=0)).log_likelihood(X), ll, rtol=1e-9)
     with pytest.raises(NotFittedError):
         _vb().fit_from_statistics()
+
+
+# ---- missing values: VB on the observed entries (Ilin & Raiko 2010; issue 13) --------------------
+
+def _mcar(X, frac, rng):
+    """X with a fraction ``frac`` of entries set to NaN at random, every row and column keeping one."""
+    u = rng.random(X.shape)
+    mask = u < frac
+    keep_row = rng.integers(0, X.shape[1], X.shape[0])
+    mask[np.arange(X.shape[0]), keep_row] = False
+    mask[rng.integers(0, X.shape[0], X.shape[1]), np.arange(X.shape[1])] = False
+    Xm = X.copy()
+    Xm[mask] = np.nan
+    return Xm, mask
+
+
+@settings(max_examples=8)
+@given(st.integers(3, 6), st.integers(1, 3), st.integers(15, 50), st.floats(0.05, 0.5),
+       st.integers(0, 10**6), st.floats(-50, 50))
+def test_vbpca_missing_elbo_never_decreases(D, L, N, frac, seed, log10_scale):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D)) * np.arange(1, D + 1) * 10.0**log10_scale
+    Xm, _ = _mcar(X, frac, rng)
+    v = VBPCA(min(L, D), max_iter=60, tol=1e-10, random_state=seed, missing="em")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v.fit(Xm)
+    assert monotone(v.history_)
+    assert np.all(np.isfinite(v.W_)) and v.sigma2_ > 0
+
+
+def test_vbpca_missing_path_without_nan_is_the_complete_fit():
+    X, _ = make_ppca_data(120, 5, 2, sigma2=0.2, random_state=7)
+    X = 40.0 * X + 1e6
+    full = VBPCA(3, tol=1e-7, random_state=0).fit(X)
+    # the public path: no NaN, nothing missing — the same fit
+    em = VBPCA(3, tol=1e-7, random_state=0, missing="em").fit(X)
+    np.testing.assert_array_equal(em.W_, full.W_)
+    # the observed-entry updates themselves, run on complete data, are the complete-data updates
+    direct = VBPCA(3, tol=1e-7, random_state=0)._fit_missing(X)
+    assert direct.n_iter_ == full.n_iter_
+    ll = full.log_likelihood(X)
+    assert abs(direct.log_likelihood(X) - ll) <= 1e-10 * abs(ll)
+    assert abs(direct.history_[-1] - full.history_[-1]) <= 1e-10 * abs(full.history_[-1])
+    np.testing.assert_allclose(direct.W_ @ direct.W_.T, full.W_ @ full.W_.T, rtol=1e-8, atol=1e-8 * 1600)
+    assert np.isclose(direct.sigma2_, full.sigma2_, rtol=1e-10)
+    np.testing.assert_allclose(direct.alpha_, full.alpha_, rtol=1e-8)
+
+
+def test_vbpca_missing_log_likelihood_is_scipys_per_row_observed_likelihood():
+    rng = np.random.default_rng(2)
+    X, _ = make_ppca_data(60, 5, 2, sigma2=0.3, random_state=2)
+    Xm, mask = _mcar(X, 0.3, rng)
+    v = VBPCA(2, tol=1e-6, random_state=0, missing="em").fit(Xm)
+    C = v.W_ @ v.W_.T + v.sigma2_ * np.eye(5)
+    ref = np.array([stats.multivariate_normal(v.mu_[o], C[np.ix_(o, o)]).logpdf(x[o])
+                    for x, o in zip(Xm, ~mask)])
+    np.testing.assert_allclose(v.score_samples(Xm), ref, rtol=1e-12, atol=1e-12)
+    assert np.isclose(v.log_likelihood(Xm), ref.mean(), rtol=1e-12)
+    # impute fills exactly the NaN with the Gaussian conditional mean μ_M + C_MO C_OO⁻¹ (x_O − μ_O)
+    filled = v.impute(Xm)
+    np.testing.assert_array_equal(filled[~mask], X[~mask])
+    for n in range(0, 60, 7):
+        o, mis = ~mask[n], mask[n]
+        cond = v.mu_[mis] + C[np.ix_(mis, o)] @ np.linalg.solve(C[np.ix_(o, o)], Xm[n, o] - v.mu_[o])
+        np.testing.assert_allclose(filled[n, mis], cond, rtol=1e-10, atol=1e-12)
+
+
+def test_vbpca_imputation_beats_mean_and_approaches_complete_fit():
+    X, _ = make_ppca_data(150, 6, 2, sigma2=0.1, random_state=4)
+    full = VBPCA(3, tol=1e-6, random_state=0).fit(X)
+    C_full = full.get_covariance()
+    u = np.random.default_rng(4).random(X.shape)
+    gaps = []
+    for frac in (0.5, 0.3, 0.1, 0.02):
+        mask = u < frac                      # nested masks: fewer holes as frac falls
+        assert not np.any(mask.all(axis=0)) and not np.any(mask.all(axis=1))
+        Xm = np.where(mask, np.nan, X)
+        v = VBPCA(3, tol=1e-6, random_state=0, missing="em").fit(Xm)
+        err = v.impute(Xm)[mask] - X[mask]
+        err_mean = np.broadcast_to(np.nanmean(Xm, axis=0), X.shape)[mask] - X[mask]
+        rmse, rmse_mean = np.sqrt(np.mean(err**2)), np.sqrt(np.mean(err_mean**2))
+        if frac >= 0.1:
+            assert rmse < 0.7 * rmse_mean, (frac, rmse, rmse_mean)
+        gaps.append(np.linalg.norm(v.get_covariance() - C_full) / np.linalg.norm(C_full))
+    assert np.all(np.diff(gaps) < 0), gaps
+    assert gaps[-1] < 0.05
+
+
+def test_vbpca_missing_refuses_empty_rows_columns_and_nan_by_default():
+    X, _ = make_ppca_data(30, 4, 1, sigma2=0.2, random_state=0)
+    Xr = X.copy()
+    Xr[3] = np.nan
+    with pytest.raises(ValueError, match="row"):
+        VBPCA(1, missing="em").fit(Xr)
+    Xc = X.copy()
+    Xc[:, 2] = np.nan
+    with pytest.raises(ValueError, match="column"):
+        VBPCA(1, missing="em").fit(Xc)
+    Xm = X.copy()
+    Xm[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN|missing"):
+        VBPCA(1).fit(Xm)
+    with pytest.raises(ValueError, match="missing"):
+        VBPCA(1, missing="drop").fit(Xm)

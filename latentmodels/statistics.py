@@ -77,6 +77,10 @@ class SufficientStatistics:
     mean_lo: np.ndarray | None = None
 
     def __post_init__(self):
+        if isinstance(self.n, (bool, np.bool_)) or not (
+                isinstance(self.n, (int, np.integer))
+                or (isinstance(self.n, (float, np.floating)) and float(self.n).is_integer())):
+            raise TypeError(f"n must be a whole number of rows, got {self.n!r}")
         n = int(self.n)
         if n < 0:
             raise ValueError(f"n must be >= 0, got {self.n}")
@@ -86,6 +90,8 @@ class SufficientStatistics:
             raise ValueError(
                 f"mean must be (D,) and m2 (D, D); got shapes {mean.shape} and {m2.shape}"
             )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(m2))):
+            raise ValueError("mean and m2 must be finite (statistics of finite data)")
         lo = np.zeros_like(mean) if self.mean_lo is None else np.array(self.mean_lo, dtype=np.float64)
         if lo.shape != mean.shape:
             raise ValueError(f"mean_lo must have the shape of mean {mean.shape}, got {lo.shape}")

@@ -318,3 +318,18 @@ def test_64_bit_integers_beyond_2_53_keep_their_variance():
             got = [float(Fraction(float(h)) + Fraction(float(lo)) - base)
                    for h, lo in zip(stats.mean, stats.mean_lo)]
             np.testing.assert_allclose(got, small.mean(axis=0), rtol=1e-13)
+
+
+def test_a_record_refuses_fractional_counts_and_non_finite_moments():
+    # SufficientStatistics(2.7, ...) used to become n=2 silently
+    mean, m2 = np.zeros(2), np.eye(2)
+    with pytest.raises(TypeError, match="whole number"):
+        SufficientStatistics(2.7, mean, m2)
+    with pytest.raises(TypeError, match="whole number"):
+        SufficientStatistics(True, mean, m2)
+    assert SufficientStatistics(np.float64(3.0), mean, m2).n == 3
+    assert SufficientStatistics(np.int32(3), mean, m2).n == 3
+    with pytest.raises(ValueError, match="finite"):
+        SufficientStatistics(3, [0.0, np.nan], m2)
+    with pytest.raises(ValueError, match="finite"):
+        SufficientStatistics(3, mean, np.full((2, 2), np.inf))

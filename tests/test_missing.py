@@ -309,3 +309,22 @@ def test_a_column_observed_once_is_refused_by_name():
     X[1:, 2] = np.nan
     with pytest.raises(ValueError, match=r"observed only once \(columns \[2\]\)"):
         fit_missing(X, 1)
+
+
+def test_impute_keeps_observed_entries_bit_identical_and_the_input_untouched():
+    X, mu, W, psi = _data(N=80, D=5, seed=3)
+    X = _mcar(X, 0.3).astype(np.float32)
+    X[0, np.flatnonzero(~np.isnan(X[0]))[0]] = -0.0          # a signed zero must survive
+    before = X.copy()
+    out = impute(X, mu, W, psi)
+    obs = ~np.isnan(before)
+    assert np.array_equal(X, before, equal_nan=True)                 # input not modified
+    assert out.dtype == np.float64 and not np.isnan(out).any()
+    assert np.array_equal(out[obs], before[obs].astype(np.float64))  # observed: bit-identical
+    assert np.array_equal(np.signbit(out[obs]), np.signbit(before[obs]))
+    # the filled entries are the Gaussian conditional mean (a second computation, row 1)
+    o, m = obs[1], ~obs[1]
+    assert m.any()
+    C = W @ W.T + np.diag(psi)
+    cond = mu[m] + C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)], before[1, o] - mu[o])
+    np.testing.assert_allclose(out[1, m], cond, rtol=1e-10)

@@ -2,7 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg
 
@@ -187,3 +187,62 @@ def test_partial_fit_equals_fit_and_missing_values_by_em():
     assert np.isclose(em.log_likelihood(Xm), em.history_[-1], rtol=1e-9)
     # with no entry missing the observed-data log-likelihood is the ordinary one
     assert np.isclose(em.log_likelihood(X), np.mean(em.score_samples(X)), rtol=1e-12)
+
+
+# ---- issue 13: partial_fit over any chunking, and the missing-value path ------------------------
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(1, 79), min_size=1, max_size=6), st.sampled_from([0.0, 1e6]),
+       st.sampled_from(["closed_form", "em"]), st.integers(0, 3))
+def test_partial_fit_over_any_chunking_equals_fit(cuts, offset, method, seed):
+    X = data(seed, N=80, D=5, L=2) + offset
+    kw = dict(method=method, random_state=0, tol=1e-10)
+    full = PPCA(2, **kw).fit(X)
+    m = PPCA(2, **kw)
+    for chunk in np.split(X, sorted(set(cuts))):
+        m.partial_fit(chunk, refit=False)
+    m.fit_from_statistics()
+    ll = full.log_likelihood(X)
+    assert abs(m.log_likelihood(X) - ll) <= 1e-10 * abs(ll)
+    assert np.isclose(m.sigma2_, full.sigma2_, rtol=1e-9)
+    np.testing.assert_allclose(m.mu_, full.mu_, rtol=1e-14, atol=1e-14 * X.std())  # to round-off
+    if method == "closed_form":
+        # the offset changes nothing but the mean: the closed form of the centred data
+        base = PPCA(2, **kw).fit(X - offset)
+        assert np.isclose(base.sigma2_, full.sigma2_, rtol=1e-9)
+
+
+def test_missing_em_without_nan_is_the_complete_fit():
+    X = data(3, N=150, D=6, L=2) + 1e6
+    for method in ("closed_form", "em"):
+        a = PPCA(2, method=method, random_state=0).fit(X)
+        b = PPCA(2, method=method, random_state=0, missing="em").fit(X)
+        np.testing.assert_array_equal(a.W_, b.W_)
+        assert a.sigma2_ == b.sigma2_ and a.history_ == b.history_
+    # the observed-entry EM itself, on complete data, reaches Tipping & Bishop's closed form
+    direct = PPCA(2, tol=1e-12, random_state=0)._fit_missing(X)
+    closed = PPCA(2).fit(X)
+    ll = closed.log_likelihood(X)
+    assert abs(direct.log_likelihood(X) - ll) <= 1e-9 * abs(ll)
+    assert np.isclose(direct.sigma2_, closed.sigma2_, rtol=1e-6)
+
+
+def test_missing_em_log_likelihood_is_scipys_and_history_monotone():
+    from scipy import stats
+
+    X = data(5, N=80, D=5, L=2)
+    rng = np.random.default_rng(5)
+    mask = rng.random(X.shape) < 0.25
+    mask[np.arange(80), rng.integers(0, 5, 80)] = False
+    Xm = np.where(mask, np.nan, X)
+    p = PPCA(2, missing="em").fit(Xm)
+    h = np.asarray(p.history_)
+    assert np.all(np.diff(h) >= -1e-10 * np.abs(h[1:]))
+    C = p.get_covariance()
+    ref = np.array([stats.multivariate_normal(p.mu_[o], C[np.ix_(o, o)]).logpdf(x[o])
+                    for x, o in zip(Xm, ~mask)])
+    np.testing.assert_allclose(p.score_samples(Xm), ref, rtol=1e-12)
+    assert np.isclose(p.history_[-1], ref.mean(), rtol=1e-10)   # EM ends on an E-step
+    err = p.impute(Xm)[mask] - X[mask]
+    err_mean = np.broadcast_to(np.nanmean(Xm, axis=0), X.shape)[mask] - X[mask]
+    assert np.sqrt(np.mean(err**2)) < 0.8 * np.sqrt(np.mean(err_mean**2))

@@ -289,3 +289,21 @@ def test_vbpca_missing_refuses_empty_rows_columns_and_nan_by_default():
         VBPCA(1).fit(Xm)
     with pytest.raises(ValueError, match="missing"):
         VBPCA(1, missing="drop").fit(Xm)
+
+
+def test_vbpca_dask_fit_and_lazy_scoring_equal_in_memory():
+    da = pytest.importorskip("dask.array")
+    X, _ = make_ppca_data(90, 5, 2, sigma2=0.2, random_state=6)
+    X = X + 1e6
+    full = _vb().fit(X)
+    Xd = da.from_array(X, chunks=(25, 5))
+    with __import__("dask").config.set(scheduler="threads"):
+        v = _vb().fit(Xd)
+        lazy = v.score_samples(Xd)
+        assert isinstance(lazy, da.Array) and lazy.chunks[0] == Xd.chunks[0]
+        scores = lazy.compute()
+        Z = v.transform(Xd).compute()
+    ll = full.log_likelihood(X)
+    assert abs(v.log_likelihood(X) - ll) <= 1e-10 * abs(ll)
+    np.testing.assert_allclose(scores, v.score_samples(X), rtol=1e-12)
+    np.testing.assert_allclose(Z, v.transform(X), rtol=1e-12, atol=1e-12)

@@ -37,7 +37,15 @@ from scipy import stats as sps
 from scipy.optimize import brentq
 
 from . import gaussian as gs
-from .validation import check_array, check_covariance, check_int, check_positive, check_random_state, warn
+from .validation import (
+    check_array,
+    check_covariance,
+    check_int,
+    check_magnitude,
+    check_positive,
+    check_random_state,
+    warn,
+)
 
 __all__ = ["FitStatistics", "fit_statistics", "summary", "DimensionTable", "choose_n_components",
            "minka_log_evidence", "rmsea_interval"]
@@ -383,7 +391,7 @@ def choose_n_components(X, max_components: int, model: str = "fa", *, test_fract
     from .fa import FactorAnalysis
     from .ppca import PPCA
 
-    X = check_array(X, "X", min_samples=4)
+    X = check_magnitude(check_array(X, "X", min_samples=4), "X")   # the models refuse these too
     N, D = X.shape
     if model not in ("fa", "ppca"):
         raise ValueError(f"model must be 'fa' or 'ppca', got {model!r}")

@@ -792,3 +792,13 @@ def test_best_names_the_missing_column_instead_of_all_nan_slice():
     with pytest.raises(ValueError, match="model='ppca'"):
         tab.best("minka")
     assert tab.best("bic") in (0, 1)
+
+
+def test_choose_n_components_refuses_entries_whose_squares_overflow_by_name():
+    # X * 1e160 gave a RuntimeWarning (overflow in S) and LinAlgError "Eigenvalues did not converge"
+    X = np.random.default_rng(0).standard_normal((40, 4))
+    for model in ("fa", "ppca"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match="X has entries up to .* rescale X"):
+                choose_n_components(X * 1e160, 1, model=model, random_state=0)

@@ -3,9 +3,15 @@ import io
 import json
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# The suite runs on two pytest-xdist workers (setup.cfg): one BLAS thread each, set before NumPy is
+# imported, so that two workers' OpenBLAS pools do not oversubscribe a 2-core machine (spinning
+# BLAS threads made such runs 10-20x slower). Notebook kernels inherit the setting.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "latentmodels", deadline=None, max_examples=25,
@@ -57,3 +63,14 @@ def small_digits_chain():
     rows = np.random.default_rng(0).permutation(d["X"].shape[0])[:400]
     return run_chain(d["X"][rows], n_components=3, vae_epochs=4, quick=True, random_state=0,
                      data_name="400 digits", n_levels=d["n_levels"], levels=d["levels"][rows])
+
+
+_CHAIN_FIXTURES = {"synthetic_cli_run", "small_digits_chain"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep every test that uses a session chain run on one xdist worker (``--dist loadgroup``),
+    so that the chain is computed once per suite, not once per worker."""
+    for item in items:
+        if _CHAIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("chain"))

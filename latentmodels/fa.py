@@ -81,15 +81,24 @@ def joreskog_start(S: np.ndarray, n_components: int) -> np.ndarray:
     return (1.0 - n_components / (2.0 * D)) / inv_diag
 
 
+def _top_eig(A: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n largest eigenvalues (descending) of the symmetric A and their eigenvectors: LAPACK
+    ``dsyevr`` on that index range only (its cost beyond the tridiagonal reduction is O(D² n),
+    not O(D³) as for all of them)."""
+    from scipy import linalg
+
+    D = A.shape[0]
+    lam, U = linalg.eigh(A, subset_by_index=[D - n, D - 1], driver="evr", check_finite=False)
+    return lam[::-1], U[:, ::-1]
+
+
 def profile_loadings(S: np.ndarray, psi: np.ndarray, n_components: int) -> np.ndarray:
     """The W that maximises the likelihood for fixed Ψ: ``Ψ^½ U_L diag(max(λ_j − 1, 0))^½``,
     where ``Ψ^{-½} S Ψ^{-½} = U diag(λ) Uᵀ`` (Jöreskog 1967; Tipping & Bishop 1999 on the
     whitened data). A small positive floor on λ − 1 keeps W off the EM fixed point W = 0."""
     s = 1.0 / np.sqrt(psi)
-    lam, U = np.linalg.eigh(S * s[:, None] * s[None, :])
-    lam, U = lam[::-1], U[:, ::-1]
-    return np.sqrt(psi)[:, None] * U[:, :n_components] * np.sqrt(
-        np.maximum(lam[:n_components] - 1.0, 1e-2))
+    lam, U = _top_eig(S * s[:, None] * s[None, :], n_components)
+    return np.sqrt(psi)[:, None] * U * np.sqrt(np.maximum(lam - 1.0, 1e-2))
 
 
 def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
@@ -97,13 +106,15 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the FA log-likelihood over Ψ with W profiled out (Jöreskog 1967).
 
-    For fixed Ψ, let ``Ψ^{-1/2} S Ψ^{-1/2} = U diag(λ) Uᵀ`` (λ descending). The W maximising the
-    likelihood is ``W = Ψ^{1/2} U_L diag(max(λ_j − 1, 0))^{1/2}`` and the mean log-likelihood is
+    For fixed Ψ, let ``S̃ = Ψ^{-1/2} S Ψ^{-1/2} = U diag(λ) Uᵀ`` (λ descending). The W maximising
+    the likelihood is ``W = Ψ^{1/2} U_L diag(max(λ_j − 1, 0))^{1/2}`` and the mean log-likelihood is
 
-        ℓ(Ψ) = −½ [D log 2π + Σ_d log ψ_d + Σ_{j≤L, λ_j>1} (log λ_j + 1) + Σ_{other j} λ_j].
+        ℓ(Ψ) = −½ [D log 2π + Σ_d log ψ_d + Σ_{j∈U} (log λ_j + 1) + tr S̃ − Σ_{j∈U} λ_j],
 
-    Its gradient in log ψ_d is ``½ Σ_{other j} U_dj² (λ_j − 1)`` (the eigenvectors not used
-    by W), from ``∂ℓ/∂Ψ = −½ diag(C⁻¹ − C⁻¹ S C⁻¹)``. L-BFGS-B ascends ℓ in log ψ with
+    U = {j ≤ L : λ_j > 1} (the other eigenvalues enter as Σ_{j∉U} λ_j = tr S̃ − Σ_{j∈U} λ_j).
+    Its gradient in log ψ_d is ``½ Σ_{j∉U} U_dj² (λ_j − 1) = ½ [S̃_dd − 1 − Σ_{j∈U} U_dj² (λ_j − 1)]``
+    (the rows of U have unit norm), from ``∂ℓ/∂Ψ = −½ diag(C⁻¹ − C⁻¹ S C⁻¹)``. Only the L
+    leading eigenpairs are needed (:func:`_top_eig`). L-BFGS-B ascends ℓ in log ψ with
     ψ ≥ ``floor``, starting at ``psi``, until the projected gradient is below ``gtol`` or the
     relative gain of an iteration below ``ftol``. Returns ``(W, psi)``.
     """
@@ -111,18 +122,24 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
 
     D = S.shape[0]
     floor = np.broadcast_to(np.asarray(floor, dtype=float), (D,))
+    dS = np.diag(S).copy()
+    last = {}
 
     def eig(log_psi):
+        if last.get("x") is not None and np.array_equal(last["x"], log_psi):
+            return last["eig"]
         s = np.exp(-0.5 * log_psi)
-        lam, U = np.linalg.eigh(S * s[:, None] * s[None, :])
-        return lam[::-1], U[:, ::-1]
+        lam, U = _top_eig(S * s[:, None] * s[None, :], n_components)
+        last["x"], last["eig"] = np.array(log_psi, copy=True), (lam, U)
+        return lam, U
 
     def negative(log_psi):
         lam, U = eig(log_psi)
-        used = np.zeros(D, dtype=bool)
-        used[:n_components] = lam[:n_components] > 1.0
-        value = np.sum(log_psi) + np.sum(np.log(lam[used]) + 1.0) + np.sum(lam[~used])
-        grad = 0.5 * (U[:, ~used] ** 2) @ (1.0 - lam[~used])
+        used = lam > 1.0
+        diag = dS * np.exp(-log_psi)                       # S̃_dd
+        lu = lam[used]
+        value = np.sum(log_psi) + np.sum(np.log(lu) + 1.0) + np.sum(diag) - np.sum(lu)
+        grad = 0.5 * (1.0 - diag + (U[:, used] ** 2) @ (lu - 1.0))   # of −ℓ, for the minimiser
         return 0.5 * value, grad
 
     x0 = np.log(np.maximum(psi, floor))
@@ -132,8 +149,7 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
     x = np.maximum(res.x, np.log(np.maximum(floor, np.finfo(float).tiny)))
     psi = np.exp(x)
     lam, U = eig(x)
-    W = np.sqrt(psi)[:, None] * U[:, :n_components] * np.sqrt(
-        np.maximum(lam[:n_components] - 1.0, 0.0))
+    W = np.sqrt(psi)[:, None] * U * np.sqrt(np.maximum(lam - 1.0, 0.0))
     return W, psi
 
 

@@ -153,7 +153,7 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
     return W, psi
 
 
-def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate):
+def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate, basins=()):
     """EM (with SQUAREM jumps) on the covariance S without recording a history: the screen that
     every start runs before the polish; the winning start is re-run by the recorded
     :func:`~latentmodels.linear_gaussian.run_em`, whose history is the one reported.
@@ -164,7 +164,10 @@ def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate):
     ``ℓ = −½ [D log 2π + log|Ψ| + log|M| + tr(Ψ⁻¹S) − tr(Ψ⁻¹ W M⁻¹ Wᵀ Ψ⁻¹ S)]`` with
     ``M = I + WᵀΨ⁻¹W`` (Bishop eqs. C.7, C.14). Stops when an iteration raises ℓ by at most
     ``tol · max(1, |ℓ|)`` and the parameters moved by at most ``param_tol`` (the measure of
-    ``run_em``). Returns ``(W, psi, loglik, n_iter)``.
+    ``run_em``), or as soon as ψ comes within 1e-3 (every entry) of the end ψ of one of
+    ``basins`` — pairs ``(psi, loglik)`` of maxima found already — while ℓ is still at most that
+    maximum's value: EM has entered that basin, whose maximum is known. Returns
+    ``(W, psi, loglik, n_iter, basin)``, ``basin`` the index of the basin entered or None.
     """
     D, n_comp = W.shape
     dS = np.diag(S).copy()
@@ -207,13 +210,16 @@ def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate):
         W_new = gs.chol_solve(np.linalg.cholesky((Ezz + Ezz.T) / 2.0), SB.T).T
         psi_new = np.maximum(dS - np.sum(W_new * SB, axis=1), floor)
         cur["W"], cur["psi"] = W_new, psi_new
+        for b, (psi_b, ll_b) in enumerate(basins):
+            if ll <= ll_b and np.max(np.abs(psi_new - psi_b)) < 1e-3:
+                return W_new, psi_new, ll, n_iter, b
         if prev_ll is not None and ll - prev_ll <= tol * max(1.0, abs(ll)):
             moved = _gram_change(W, W_new) + float(np.max(np.abs(psi_new - psi)) / np.max(psi_new))
             if moved <= param_tol:
                 break
         prev_ll = ll
     W, psi = cur["W"], cur["psi"]
-    return W, psi, posterior(W, psi)[3], n_iter
+    return W, psi, posterior(W, psi)[3], n_iter, None
 
 
 class FactorAnalysis(LinearGaussianModel):
@@ -431,30 +437,27 @@ class FactorAnalysis(LinearGaussianModel):
         return W, psi, history, steps, result, loglik
 
     def _screen_and_polish(self, R, kinds, rng, n_comp, floor, tol, max_iter):
-        """Every start: unrecorded EM (:func:`_em_quick`) into a basin; the polish once per
-        basin (best EM value first; a start whose EM ends within 1e-3 in every ψ of a polished
-        one, below its value, shares that maximum); the winner's EM is then re-run recorded,
-        so that ``history_`` is its own E/M steps followed by the labelled "polish"."""
+        """Every start in turn: unrecorded EM (:func:`_em_quick`) into a basin, then the polish,
+        once per basin: a start whose EM comes within 1e-3 in every ψ of the EM end of a basin
+        polished already, below its maximum, stops there and shares that maximum. The winner's EM
+        is then re-run recorded, so that ``history_`` is its own E/M steps followed by the
+        labelled "polish"."""
         em_tol, param_tol = np.sqrt(tol), tol ** 0.25
-        starts, ends = [], []
+        starts, finals = [], []
+        seen = []     # (EM's end ψ, the polished result) of every basin polished so far
         for kind in kinds:
             W0, psi0 = self._start(R, n_comp, kind, rng, floor)
             starts.append((W0, psi0))
-            ends.append(_em_quick(R, W0, psi0, floor, tol=em_tol, param_tol=param_tol,
-                                  max_iter=max_iter, accelerate=self.accelerate))
-        finals = [None] * len(kinds)
-        seen = []
-        for i in sorted(range(len(kinds)), key=lambda j: -ends[j][2]):
-            W, psi, loglik, _ = ends[i]
-            for psi_other, final in seen:
-                if np.max(np.abs(psi - psi_other)) < 1e-3 and final[2] >= loglik:
-                    finals[i] = final
-                    break
-            else:
-                W_pol, psi_pol = profile_polish(R, psi, n_comp, floor, gtol=1e-9, ftol=1e-14)
-                ll_pol = log_likelihood_from_moments(R, W_pol, psi_pol)
-                finals[i] = (W_pol, psi_pol, ll_pol) if ll_pol > loglik else (W, psi, loglik)
-                seen.append((psi, finals[i]))
+            W, psi, loglik, _, hit = _em_quick(R, W0, psi0, floor, tol=em_tol, param_tol=param_tol,
+                                               max_iter=max_iter, accelerate=self.accelerate,
+                                               basins=[(p, f[2]) for p, f in seen])
+            if hit is not None:
+                finals.append(seen[hit][1])
+                continue
+            W_pol, psi_pol = profile_polish(R, psi, n_comp, floor, gtol=1e-9, ftol=1e-14)
+            ll_pol = log_likelihood_from_moments(R, W_pol, psi_pol)
+            finals.append((W_pol, psi_pol, ll_pol) if ll_pol > loglik else (W, psi, loglik))
+            seen.append((psi, finals[-1]))
         init_ll = [f[2] for f in finals]
         best_index = int(np.argmax(init_ll))
         W, psi, ll = finals[best_index]

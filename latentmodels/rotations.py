@@ -24,6 +24,10 @@ back by the polar decomposition), Jennrich (2002) for oblique T (gradient
 G = −(Λᵀ ∂Q/∂Λ T⁻¹)ᵀ, projected as G − T diag(1ᵀ(T ∘ G)), step, re-normalise the columns), both
 with the step-doubling/halving Armijo line search of Bernaards & Jennrich (2005).
 
+With as many variables as factors (D = L), quartimin (γ = 0) is solved exactly rather than by
+GPA: T = Aᵀ with unit columns gives a diagonal pattern and Q = 0, its global minimum (GPA from
+T = I can stop at a stationary point with Q > 0, as GPArotation's would).
+
 Promax (Hendrickson & White 1964), as R's ``stats::promax``: varimax, then the target
 P = Λ_v ∘ |Λ_v|^(m−1) (m = ``power``, 4 by default), the least-squares U = argmin ‖Λ_v U − P‖,
 columns rescaled so that Φ has a unit diagonal, Λ = Λ_v U. The varimax step here is converged;
@@ -279,6 +283,15 @@ def rotate(loadings, method: str | None = "varimax", *, normalize: bool | str = 
     A1 = A / big
     h = _row_norms(A1) if normalize is True else np.ones(D)
     An = A1 / h[:, None]
+    if not orthogonal and gamma == 0 and D == n_comp:
+        # Quartimin with as many variables as factors has an exact minimum Q = 0: with T = Aᵀ
+        # (columns scaled to unit length, i.e. the rows of A normalised) the pattern
+        # Λ = A T⁻ᵀ is diagonal (Λ_ii = |a_i|), one factor per variable. GPA only creeps
+        # towards it (Q ~ 1e-2 after 5000 iterations), since the gradient vanishes cubically.
+        sv = np.linalg.svd(An, compute_uv=False)
+        if sv[-1] > sv[0] * D * np.finfo(float).eps:
+            T = (An / _row_norms(An)[:, None]).T
+            return _finish(A, T, method, False, 0.0, 0, True)
     # Every criterion here is homogeneous of degree 4 in the loadings, so its minimiser T does not
     # depend on their scale; the GPA step length does. Work on loadings of unit mean-square row norm
     # (loadings in data units, e.g. FA on unscaled pixels, otherwise need steps the Armijo search's

@@ -1878,3 +1878,23 @@ def test_criterion_gradients_by_central_differences(method, gamma):
         num[idx] = (_CRITERIA[method](L + E, gamma)[0] - _CRITERIA[method](L - E, gamma)[0]) / (2 * h)
     np.testing.assert_allclose(G, num, rtol=1e-7, atol=1e-8)
     assert criterion(L, method, gamma=gamma) == _CRITERIA[method](L, gamma)[0]
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_quartimin_with_as_many_variables_as_factors_reaches_its_exact_minimum(normalize):
+    # D = L: T = A^T with unit columns makes the pattern diagonal, Q = 0, the global minimum
+    # (Q >= 0 for gamma = 0). GPA from T = I stopped at Q = 0.0165 ("converged", a stationary
+    # point that is no minimum) or crept for 1000 iterations with a ConvergenceWarning.
+    A = np.random.default_rng(0).normal(size=(3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = rotate(A, "quartimin", normalize=normalize)
+    assert r.converged and r.criterion == 0.0
+    assert criterion(r.loadings, "oblimin") < 1e-28
+    Lam = r.loadings
+    assert np.sum(np.abs(Lam) > 1e-12 * np.abs(Lam).max()) == 3         # one factor per variable
+    np.testing.assert_allclose(np.sort(np.abs(Lam).max(axis=1)), np.sort(np.linalg.norm(A, axis=1)),
+                               rtol=1e-12)
+    np.testing.assert_allclose(Lam @ r.factor_correlation @ Lam.T, A @ A.T, atol=1e-12)
+    np.testing.assert_allclose(Lam, A @ np.linalg.inv(r.rotation_matrix).T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(r.factor_correlation), 1.0, atol=1e-14)

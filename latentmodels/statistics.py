@@ -388,7 +388,7 @@ def sufficient_statistics(X, name: str = "X", *, block_bytes: int = DEFAULT_BLOC
     elif isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not isinstance(X, (list, tuple))):
         stats = _array_statistics(X, name, block_bytes)
     elif isinstance(X, (list, tuple)) and not _is_chunk_list(X):
-        stats = _array_statistics(np.asarray(X), name, block_bytes)
+        stats = _array_statistics(_as_array(X, name), name, block_bytes)
     elif isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"{name} must be an array of numbers or an iterable of 2-D chunks, "
                         f"got {type(X).__name__}")
@@ -406,6 +406,19 @@ def sufficient_statistics(X, name: str = "X", *, block_bytes: int = DEFAULT_BLOC
     if stats.n < min_samples:
         raise ValueError(f"{name} needs at least {min_samples} sample(s), got {stats.n}")
     return stats
+
+
+def _as_array(X, name: str) -> np.ndarray:
+    """np.asarray, with NumPy's 'inhomogeneous shape' error replaced by one naming ``name``."""
+    try:
+        return np.asarray(X)
+    except ValueError:
+        lengths = sorted({len(r) for r in X if hasattr(r, "__len__")}) if isinstance(X, (list, tuple)) \
+            else []
+        raise ValueError(
+            f"{name} is a ragged list: its rows have different lengths {lengths[:5]}; every row "
+            "must have the same number of features"
+        ) from None
 
 
 def _is_chunk_list(X) -> bool:
@@ -445,7 +458,7 @@ def _iterable_statistics(chunks, name: str, n_features: int | None) -> Sufficien
         if is_dask_array(chunk):
             rec = _dask_statistics(chunk, f"{name} chunk {i}")
         else:
-            arr = np.asarray(chunk) if not isinstance(chunk, np.ndarray) else chunk
+            arr = _as_array(chunk, f"{name} chunk {i}") if not isinstance(chunk, np.ndarray) else chunk
             _check_dtype(arr.dtype, f"{name} chunk {i}")
             if arr.ndim != 2:
                 raise ValueError(

@@ -333,3 +333,11 @@ def test_a_record_refuses_fractional_counts_and_non_finite_moments():
         SufficientStatistics(3, [0.0, np.nan], m2)
     with pytest.raises(ValueError, match="finite"):
         SufficientStatistics(3, mean, np.full((2, 2), np.inf))
+
+
+def test_a_ragged_list_is_refused_naming_x():
+    # NumPy's own message ("inhomogeneous shape after 1 dimensions") named nothing
+    with pytest.raises(ValueError, match=r"X is a ragged list: its rows have different lengths \[1, 2\]"):
+        sufficient_statistics([[1.0, 2.0], [3.0]] * 5)
+    with pytest.raises(ValueError, match="X chunk 1 is a ragged list"):
+        sufficient_statistics(iter([np.ones((2, 2)), [[1.0, 2.0], [3.0]]]))

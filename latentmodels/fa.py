@@ -441,7 +441,8 @@ class FactorAnalysis(LinearGaussianModel):
         once per basin: a start whose EM comes within 1e-3 in every ψ of the EM end of a basin
         polished already, below its maximum, stops there and shares that maximum. The winner's EM
         is then re-run recorded, so that ``history_`` is its own E/M steps followed by the
-        labelled "polish"."""
+        labelled "polish" (which holds the further EM iterations before the quasi-Newton ascent
+        as well)."""
         em_tol, param_tol = np.sqrt(tol), tol ** 0.25
         starts, finals = [], []
         seen = []     # (EM's end ψ, the polished result) of every basin polished so far
@@ -454,7 +455,12 @@ class FactorAnalysis(LinearGaussianModel):
             if hit is not None:
                 finals.append(seen[hit][1])
                 continue
-            W_pol, psi_pol = profile_polish(R, psi, n_comp, floor, gtol=1e-9, ftol=1e-14)
+            # a new basin: EM further towards its maximum first (an EM iteration is O(D²L), an
+            # evaluation of the profile likelihood an O(D³) eigendecomposition), at most 50
+            # iterations (EM crawls near Heywood cases), then the quasi-Newton polish
+            W_t, psi_t, _, _, _ = _em_quick(R, W, psi, floor, tol=tol, param_tol=np.sqrt(tol),
+                                            max_iter=min(max_iter, 50), accelerate=self.accelerate)
+            W_pol, psi_pol = profile_polish(R, psi_t, n_comp, floor, gtol=1e-9, ftol=1e-14)
             ll_pol = log_likelihood_from_moments(R, W_pol, psi_pol)
             finals.append((W_pol, psi_pol, ll_pol) if ll_pol > loglik else (W, psi, loglik))
             seen.append((psi, finals[-1]))

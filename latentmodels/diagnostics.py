@@ -383,7 +383,8 @@ def choose_n_components(X, max_components: int, model: str = "fa", *, test_fract
     fraction ``test_fraction`` (0 for none). On the training part: FA (``model="fa"``, L = 0 the
     independent Gaussian N(x̄, diag S)) or PPCA (``"ppca"``, L = 0 the isotropic N(x̄, (tr S/D) I)),
     their mean log-likelihood ℓ̄, BIC = −2 N ℓ̄ + k log N with k = D (means) + D·L − L(L−1)/2
-    (loadings modulo rotation) + D (FA) or 1 (PPCA) noise parameters, the held-out mean
+    (loadings modulo rotation) + D (FA) or 1 (PPCA) noise parameters — capped at the saturated
+    Gaussian's D + D(D+1)/2, which FA reaches where its dof ((D − L)² − (D + L))/2 < 0 — the held-out mean
     log-likelihood, for FA the Bartlett-corrected χ² test of L factors (:func:`fit_statistics`;
     at L = 0 it is the test of independence), and for PPCA Minka's Laplace evidence
     (:func:`minka_log_evidence`). ``model_kwargs`` go to the model's constructor.
@@ -436,7 +437,9 @@ def choose_n_components(X, max_components: int, model: str = "fa", *, test_fract
             fitted = PPCA(L, **model_kwargs).fit(X_train)
             W, psi = fitted.W_, np.full(D, float(fitted.sigma2_))
         models.append(fitted)
-        k = D + D * L - L * (L - 1) // 2 + (D if model == "fa" else 1)
+        # at most the saturated model's D + D(D+1)/2: beyond it (dof < 0) the covariance family is
+        # all of the positive-definite matrices and the extra "parameters" are not identified
+        k = min(D + D * L - L * (L - 1) // 2 + (D if model == "fa" else 1), D + D * (D + 1) // 2)
         ll = float(np.mean(gs.lowrank_logpdf(X_train, mu, W, psi))) if L else \
             float(np.mean(gs.diag_logpdf(X_train, mu, psi)))
         out["n_parameters"].append(k)

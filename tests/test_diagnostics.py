@@ -802,3 +802,19 @@ def test_choose_n_components_refuses_entries_whose_squares_overflow_by_name():
             warnings.simplefilter("error")
             with pytest.raises(ValueError, match="X has entries up to .* rescale X"):
                 choose_n_components(X * 1e160, 1, model=model, random_state=0)
+
+
+def test_bic_counts_no_more_parameters_than_the_saturated_gaussian():
+    # D = 4: L = 3, 4 have dof < 0 and fit the sample covariance exactly (the saturated model,
+    # D + D(D+1)/2 = 14 parameters); counting D + DL - L(L-1)/2 + D = 17, 18 over-penalised them
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4)) @ rng.standard_normal((4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                   # Heywood cases at L >= 3
+        tab = choose_n_components(X, 4, "fa", test_fraction=0.0)
+    assert list(tab.n_parameters) == [8, 12, 14, 14, 14]
+    sat = stats.multivariate_normal(X.mean(axis=0), np.cov(X.T, bias=True)).logpdf(X).mean()
+    np.testing.assert_allclose(tab.log_likelihood[3:], sat, rtol=1e-6)
+    np.testing.assert_allclose(tab.bic[3:], -2 * 40 * sat + 14 * np.log(40), rtol=1e-6)

@@ -275,9 +275,9 @@ class FactorAnalysis(LinearGaussianModel):
         (seeds 0–99), for random_state None, 1, 2 and 3 alike; with 4 it missed one data set for
         random_state 1 and 3 (5 was not tried). Each start runs EM unrecorded; a start whose
         EM enters the basin of a maximum already polished (every ψ within 1e-3 of that basin's
-        EM end, its log-likelihood still below the maximum) stops there and reports that
-        maximum; any other is polished. Only the winner's EM is re-run recorded for
-        ``history_``. The cost of a start is O(D²L) per EM iteration plus one O(D³)
+        EM end or of the maximum itself, its log-likelihood still below the maximum) stops
+        there and reports that maximum; any other is polished. Only the winner's EM is re-run
+        recorded for ``history_``. The cost of a start is O(D²L) per EM iteration plus one O(D³)
         eigendecomposition, independent of N.
     random_state : None, int or numpy.random.Generator
         For the random starts. None means seed 0: the fit is then a deterministic function of the
@@ -457,8 +457,8 @@ class FactorAnalysis(LinearGaussianModel):
 
     def _screen_and_polish(self, R, kinds, rng, n_comp, floor, tol, max_iter):
         """Every start in turn: unrecorded EM (:func:`_em_quick`) into a basin, then the polish,
-        once per basin: a start whose EM comes within 1e-3 in every ψ of the EM end of a basin
-        polished already, below its maximum, stops there and shares that maximum. The winner's EM
+        once per basin: a start whose EM comes within 1e-3 in every ψ of the EM end or of the
+        maximum of a basin polished already, below that maximum, stops there and shares it. The winner's EM
         is then re-run recorded, so that ``history_`` is its own E/M steps followed by the
         labelled "polish" (which holds the further EM iterations before the quasi-Newton ascent
         as well)."""
@@ -470,9 +470,10 @@ class FactorAnalysis(LinearGaussianModel):
             starts.append((W0, psi0))
             W, psi, loglik, _, hit = _em_quick(R, W0, psi0, floor, tol=em_tol, param_tol=param_tol,
                                                max_iter=max_iter, accelerate=self.accelerate,
-                                               basins=[(p, f[2]) for p, f in seen])
+                                               basins=[(p, f[2]) for p, f in seen]
+                                               + [(f[1], f[2]) for _, f in seen])
             if hit is not None:
-                finals.append(seen[hit][1])
+                finals.append(seen[hit % len(seen)][1])
                 continue
             # a new basin: EM further towards its maximum first (an EM iteration is O(D²L), an
             # evaluation of the profile likelihood an O(D³) eigendecomposition), at most 50

@@ -74,9 +74,25 @@ def moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, S
 
 
-def _check_scale(X: np.ndarray, name: str = "X") -> np.ndarray:
-    """Refuse data whose second moments over- or underflow float64 (two reductions, no copy)."""
-    big = max(abs(float(np.max(X))), abs(float(np.min(X))))
+def _checked_in_memory(X, name: str = "X"):
+    """``X`` checked as :func:`check_array` and :func:`_check_scale` would, for the common case
+    of a float64 2-D ndarray with at least two rows, in the two reductions max and min only:
+    NaN propagates into both and ±inf shows in one, so finite extremes mean finite entries and
+    the separate isfinite pass is not needed. Anything else (other types, non-finite entries)
+    goes through those two checks, which raise the precise errors."""
+    if (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
+            and X.shape[0] >= 2 and X.shape[1] >= 1):
+        hi, lo = float(np.max(X)), float(np.min(X))
+        if np.isfinite(hi) and np.isfinite(lo):
+            return _check_scale(X, name, big=max(abs(hi), abs(lo)))
+    return _check_scale(check_array(X, name, min_samples=2), name)
+
+
+def _check_scale(X: np.ndarray, name: str = "X", big: float | None = None) -> np.ndarray:
+    """Refuse data whose second moments over- or underflow float64 (two reductions, no copy;
+    none when ``big``, the largest magnitude, is given)."""
+    if big is None:
+        big = max(abs(float(np.max(X))), abs(float(np.min(X))))
     if big > np.sqrt(np.finfo(float).max / X.size):
         check_magnitude(X, name)               # raises, naming X and the limit
     if 0.0 < big < 1e8 * np.sqrt(np.finfo(float).tiny):
@@ -96,7 +112,7 @@ def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covarian
     if from_covariance is None:
         from_covariance = S is not None
     if not from_covariance:
-        X = _check_scale(check_array(X, "X", min_samples=2))
+        X = _checked_in_memory(X, "X")
         mu, S = moments(X)
         return mu, S, X.shape[0]
     S = np.array(check_covariance(S, "S"), dtype=float, copy=True)
@@ -122,7 +138,7 @@ def statistics_of(X, name: str = "X") -> SufficientStatistics:
         X = check_array(X, name, min_samples=2)       # rows as lists, not a list of chunks
     if isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
         # in memory: one centred pass and one dsyrk (:func:`moments`), the fastest exact route
-        X = _check_scale(check_array(X, name, min_samples=2), name)
+        X = _checked_in_memory(X, name)
         mean, S = moments(X)
         return SufficientStatistics(X.shape[0], mean, S * X.shape[0])
     stats = sufficient_statistics(X, name, min_samples=2)

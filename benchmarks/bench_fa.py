@@ -17,6 +17,21 @@ It prints a table of medians and the ratios ours/pass and sklearn/ours, with the
 log-likelihood per sample of both fits (our exact formula). Sizes whose data would not fit
 comfortably in memory (3 copies above 60 % of MemAvailable) are skipped and listed. Time what
 users call: BLAS threads are left as the environment sets them.
+
+Measured 2026-12-01 on a 2-core VM shared with ~7 other jobs (load 2-5), OpenBLAS, Python 3.11,
+OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=1 (with threads unset the small D x D work is slowed by
+thread contention on a loaded machine and the numbers are erratic):
+
+            N    D |   pass ms   ours ms ours/pass | sklearn ms  sk/pass  sk/ours
+        20000   50 |       6.0      24.2      4.02 |      890.1    148.0     36.8
+       200000   50 |      51.5      72.2      1.40 |    15402.8    298.8    213.5
+      2000000   50 |     480.6     551.5      1.15 |    skipped (predicted 154 s)
+        20000  100 |      11.0      27.9      2.53 |      738.1     67.0     26.4
+       200000  100 |     141.3     172.1      1.22 |    12733.9     90.1     74.0
+      2000000  100 |    1322.5    1464.2      1.11 |    skipped (predicted 127 s)
+        20000  400 |      96.4     199.4      2.07 |     1614.5     16.7      8.1
+       200000  400 |     918.0    1199.8      1.31 |    19439.0     21.2     16.2
+      2000000  400 |    skipped: X is 6.4 GB, three copies above 60 % of 24 GB available
 """
 
 from __future__ import annotations

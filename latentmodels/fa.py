@@ -335,6 +335,10 @@ class FactorAnalysis(LinearGaussianModel):
     def _isotropic(self):
         return self.noise == "isotropic"
 
+    @property
+    def _needs_varying_features(self):
+        return not self._isotropic
+
     def noise_variance(self) -> np.ndarray:
         """The noise variances ψ (D,) — a copy."""
         check_fitted(self, ("psi_",))

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import gaussian as gs
 from .acceleration import Squarem
-from .elbo import ELBO, coordinate_ascent, float_error
+from .elbo import ELBO, coordinate_ascent, float_error, warn_user
 from .gaussian import GaussianQ
 from .missing import has_missing, impute, observed_score_samples, posterior_missing
 from .statistics import SufficientStatistics, is_dask_array, map_rows, sufficient_statistics
@@ -442,6 +442,7 @@ class LinearGaussianModel(Estimator):
     n_features_in_ = None
     statistics_ = None
     _isotropic = False
+    _needs_varying_features = False   # True where a constant feature makes the likelihood unbounded
 
     def noise_variance(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -460,7 +461,14 @@ class LinearGaussianModel(Estimator):
         are missing values (EM on the observed entries, :mod:`latentmodels.missing`). Returns self."""
         if self._nan_is_missing(X):
             return self._fit_missing(X)
-        return self.fit_from_statistics(statistics_of(X, "X"))
+        try:
+            statistics = statistics_of(X, "X")
+        except ValueError as error:
+            if "NaN" in str(error) and getattr(self, "missing", None) == "raise":
+                raise ValueError(f"{error}; if NaN marks missing entries, pass missing='em' "
+                                 "(EM on the observed entries)") from None
+            raise
+        return self.fit_from_statistics(statistics)
 
     def fit_from_statistics(self, statistics=None):
         """Fit to a :class:`~latentmodels.statistics.SufficientStatistics` (default: the ones
@@ -484,14 +492,35 @@ class LinearGaussianModel(Estimator):
         ``refit=True`` (the default, as scikit-learn's partial_fit leaves a usable model), refit
         from all rows seen so far — a cold start from the statistics, the same deterministic fit as
         ``fit`` on all rows, costing one EM on D×D statistics whatever the number of rows. For many
-        small chunks pass ``refit=False`` and call :meth:`fit_from_statistics` once at the end."""
+        small chunks pass ``refit=False`` and call :meth:`fit_from_statistics` once at the end.
+
+        While the rows seen so far cannot be fitted although more rows may fix that (a feature that
+        has not varied yet, e.g. a pixel that is 0 in the first chunk of images), the refit waits:
+        a warning says so, and the model is fitted by the first ``partial_fit`` whose accumulated
+        rows allow it (fitted-only methods raise ``NotFittedError`` meanwhile)."""
         prev = self.statistics_
         chunk = sufficient_statistics(X_chunk, "X_chunk", min_samples=1 if prev is None else 0,
                                       n_features=None if prev is None else prev.n_features)
         self.statistics_ = chunk if prev is None else prev.merge(chunk)
         if refit and self.statistics_.n >= 2:
-            self.fit_from_statistics()
+            reason = self._not_yet_fittable(self.statistics_)
+            if reason is None:
+                self.fit_from_statistics()
+            else:
+                warn_user(f"{type(self).__name__}.partial_fit: not refitted yet: {reason} in the "
+                          f"{self.statistics_.n} rows seen so far; the model is fitted as soon as the "
+                          "accumulated rows allow it", UserWarning)
         return self
+
+    def _not_yet_fittable(self, statistics) -> str | None:
+        """Why the accumulated rows cannot be fitted yet (constant features), or None."""
+        d = np.diag(statistics.m2) / statistics.n
+        constant = np.flatnonzero(d <= (64.0 * np.finfo(float).eps * np.abs(statistics.mean)) ** 2)
+        if constant.size == d.size:
+            return "every feature is constant"
+        if constant.size and self._needs_varying_features:   # FA's per-feature ψ would be 0
+            return f"feature(s) {constant[:10].tolist()} have not varied"
+        return None
 
     def _fit_missing(self, X):  # pragma: no cover - models override
         raise ValueError(f"{type(self).__name__} does not handle missing values (NaN) in X")

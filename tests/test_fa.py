@@ -422,3 +422,26 @@ def test_missing_values_by_em_on_the_observed_entries():
     assert not np.isnan(filled).any() and np.all(filled[~np.isnan(Xm)] == Xm[~np.isnan(Xm)])
     q = fa.posterior(Xm)
     assert q.cov.shape == (300, 2, 2)
+
+
+def test_partial_fit_waits_while_a_feature_has_not_varied_yet():
+    # images arrive in chunks; a pixel that is 0 in the first chunk is constant so far, and FA's
+    # likelihood is unbounded there: the refit waits (with a warning) instead of raising
+    X = make_fa_data(400, 6, 2, random_state=3)[0]
+    X[:100, 2] = 0.0
+    streamed = FactorAnalysis(2)
+    with pytest.warns(UserWarning, match=r"not refitted yet: feature\(s\) \[2\] have not varied"):
+        streamed.partial_fit(X[:100])
+    with pytest.raises(NotFittedError):
+        streamed.transform(X[:3])
+    for start in range(100, 400, 100):
+        streamed.partial_fit(X[start:start + 100])
+    whole = FactorAnalysis(2).fit(X)
+    assert abs(streamed.log_likelihood(X) - whole.log_likelihood(X)) <= 1e-10 * abs(whole.log_likelihood(X))
+
+
+def test_nan_refusal_names_the_missing_value_option():
+    X = make_fa_data(100, 5, 2, random_state=0)[0]
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="missing='em'"):
+        FactorAnalysis(2).fit(X)

@@ -80,12 +80,46 @@ def _checked_in_memory(X, name: str = "X"):
     NaN propagates into both and ±inf shows in one, so finite extremes mean finite entries and
     the separate isfinite pass is not needed. Anything else (other types, non-finite entries)
     goes through those two checks, which raise the precise errors."""
-    if (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
-            and X.shape[0] >= 2 and X.shape[1] >= 1):
+    if _fast_path(X):
         hi, lo = float(np.max(X)), float(np.min(X))
         if np.isfinite(hi) and np.isfinite(lo):
             return _check_scale(X, name, big=max(abs(hi), abs(lo)))
     return _check_scale(check_array(X, name, min_samples=2), name)
+
+
+def _fast_path(X) -> bool:
+    return (type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2
+            and X.shape[0] >= 2 and X.shape[1] >= 1)
+
+
+def checked_moments(X, name: str = "X") -> tuple[np.ndarray, np.ndarray, int]:
+    """``(mean, S, N)`` of X (:func:`moments`), with every check of :func:`_checked_in_memory`,
+    for a float64 ndarray without a pass of its own: the checks are read off the results.
+
+    - Non-finite entries: NaN and ±inf propagate into the column sums, so a finite mean and a
+      finite diagonal of S mean finite entries (an overflowing sum shows as inf as well).
+    - Magnitude: the largest entry satisfies ``max |m_d| ≤ big ≤ max_d (|m_d| + sqrt(N S_dd))``
+      (as ``(x_nd − m_d)² ≤ N S_dd``) and ``big ≥ max_d sqrt(S_dd)`` (the root-mean-square
+      deviation is at most twice the largest magnitude, halved here): when the bounds put big
+      safely inside the limits of :func:`_check_scale` nothing more is needed.
+
+    Anything else — other types, or a bound that does not decide — takes the checks of
+    :func:`_checked_in_memory` first, which raise the precise errors, then :func:`moments`.
+    """
+    if _fast_path(X):
+        n = X.shape[0]
+        with np.errstate(all="ignore"):
+            mean, S = moments(X)
+            d = np.diag(S)
+            am = np.abs(mean)
+            upper = float(np.max(am + np.sqrt(n * d)))
+            lower = max(float(np.max(am)), 0.5 * float(np.sqrt(np.max(d))))
+        if (np.isfinite(upper) and upper <= np.sqrt(np.finfo(float).max / X.size)
+                and lower >= 1e8 * np.sqrt(np.finfo(float).tiny)):
+            return mean, S, n
+    X = _checked_in_memory(X, name)
+    mean, S = moments(X)
+    return mean, S, X.shape[0]
 
 
 def _check_scale(X: np.ndarray, name: str = "X", big: float | None = None) -> np.ndarray:
@@ -112,9 +146,7 @@ def check_statistics(X=None, S=None, n_samples=None, mean=None, *, from_covarian
     if from_covariance is None:
         from_covariance = S is not None
     if not from_covariance:
-        X = _checked_in_memory(X, "X")
-        mu, S = moments(X)
-        return mu, S, X.shape[0]
+        return checked_moments(X, "X")
     S = np.array(check_covariance(S, "S"), dtype=float, copy=True)
     n_samples = check_int(n_samples, "n_samples", minimum=2)
     if mean is None:
@@ -138,9 +170,8 @@ def statistics_of(X, name: str = "X") -> SufficientStatistics:
         X = check_array(X, name, min_samples=2)       # rows as lists, not a list of chunks
     if isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
         # in memory: one centred pass and one dsyrk (:func:`moments`), the fastest exact route
-        X = _checked_in_memory(X, name)
-        mean, S = moments(X)
-        return SufficientStatistics(X.shape[0], mean, S * X.shape[0])
+        mean, S, n = checked_moments(X, name)
+        return SufficientStatistics(n, mean, S * n)
     stats = sufficient_statistics(X, name, min_samples=2)
     if not np.all(np.isfinite(stats.m2)):
         raise ValueError(f"{name} has entries whose squares overflow float64; rescale {name}, e.g. "
@@ -202,10 +233,14 @@ def m_step(S: np.ndarray, B: np.ndarray, G: np.ndarray, psi: np.ndarray, *,
     return W, np.maximum(resid, psi_floor)
 
 
-def _elbo_terms(S, W, psi, B, G):
+def _elbo_terms(S, W, psi, B, G, SB=None, BSB=None):
+    """The ELBO's two parts and its terms (for :func:`float_error`); ``SB = S Bᵀ`` and
+    ``BSB = B S Bᵀ`` may be passed when the caller has them already."""
     D, n_comp = W.shape
-    SB = S @ B.T
-    BSB = B @ SB
+    if SB is None:
+        SB = S @ B.T
+    if BSB is None:
+        BSB = B @ SB
     WtPW, Wp = gs.weighted_gram(W, psi)
     t_s = np.diag(S) / psi
     t_cross = 2.0 * Wp * SB

@@ -137,6 +137,27 @@ def em_steps(history, steps, names=("E", "M")) -> np.ndarray:
     return np.asarray([h for h, s in zip(history, steps) if s in names], dtype=float)
 
 
+def check_finite_value(value: float, name: str, n_iter: int, model_name: str) -> None:
+    """Raise ``FloatingPointError`` when the ELBO after update ``name`` is not finite."""
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"{model_name}: the ELBO became {value} after the {name} update (iteration {n_iter})"
+        )
+
+
+def check_no_decrease(previous: float, value: float, allowed: float, name: str, n_iter: int,
+                      model_name: str) -> None:
+    """Raise :class:`ELBODecreaseError` when update ``name`` lowered the ELBO from ``previous``
+    to ``value`` by more than ``allowed`` (its floating-point error): coordinate ascent cannot."""
+    if value < previous - allowed:
+        raise ELBODecreaseError(
+            f"{model_name}: the {name} update lowered the ELBO from {previous!r} to "
+            f"{value!r} at iteration {n_iter}, by more than its floating-point error "
+            f"{allowed:.3g}; coordinate ascent can never do that, so an update or the ELBO "
+            "is mis-derived"
+        )
+
+
 def coordinate_ascent(
     blocks: Sequence[tuple[str, Callable[[], None]]],
     objective: Callable[[], float],
@@ -198,19 +219,11 @@ def coordinate_ascent(
 
     def record(name, n_iter, state):
         value = float(objective())
-        if not np.isfinite(value):
-            raise FloatingPointError(
-                f"{model_name}: the ELBO became {value} after the {name} update (iteration {n_iter})"
-            )
+        check_finite_value(value, name, n_iter, model_name)
         allowed, err = slack(state["value"] if state["value"] is not None else value,
                              state["error"], value)
-        if state["value"] is not None and value < state["value"] - allowed:
-            raise ELBODecreaseError(
-                f"{model_name}: the {name} update lowered the ELBO from {state['value']!r} to "
-                f"{value!r} at iteration {n_iter}, by more than its floating-point error "
-                f"{allowed:.3g}; coordinate ascent can never do that, so an update or the ELBO "
-                "is mis-derived"
-            )
+        if state["value"] is not None:
+            check_no_decrease(state["value"], value, allowed, name, n_iter, model_name)
         history.append(value)
         names.append(name)
         state["value"], state["error"] = value, err

@@ -42,6 +42,9 @@ class Squarem:
         Move the model's state to a parameter vector.
     step_max0, mstep, max_backtrack : step control, as in the SQUAREM R package.
     label : the name under which the jump is recorded.
+    current_value : callable () -> float, optional
+        The objective at the current state (θ2, the latest ``theta()``), where the caller has it
+        at hand or will need it anyway; default ``value(theta())``.
 
     Calling the object returns ``label`` when it moved the state, otherwise None. ``n_jumps`` and
     ``n_proposals`` count accepted and evaluated extrapolations; ``alphas`` keeps every α taken.
@@ -49,8 +52,10 @@ class Squarem:
 
     def __init__(self, theta: Callable[[], np.ndarray], value: Callable[[np.ndarray], float],
                  assign: Callable[[np.ndarray], None], *, step_max0: float = 1.0,
-                 mstep: float = 4.0, max_backtrack: int = 3, label: str = "squarem"):
+                 mstep: float = 4.0, max_backtrack: int = 3, label: str = "squarem",
+                 current_value: Callable[[], float] | None = None):
         self.theta, self.value, self.assign = theta, value, assign
+        self.current_value = current_value
         self.step_max0 = float(step_max0)
         self.step_max = float(step_max0)
         self.mstep = float(mstep)
@@ -65,6 +70,14 @@ class Squarem:
         try:
             with np.errstate(all="ignore"):
                 v = float(self.value(theta))
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            return -np.inf
+        return v if np.isfinite(v) else -np.inf
+
+    def _safe_current(self) -> float:
+        try:
+            with np.errstate(all="ignore"):
+                v = float(self.current_value())
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return -np.inf
         return v if np.isfinite(v) else -np.inf
@@ -85,7 +98,7 @@ class Squarem:
             if alpha == self.step_max:
                 self.step_max *= self.mstep
             return None
-        base = self._safe_value(t2)
+        base = self._safe_value(t2) if self.current_value is None else self._safe_current()
         for _ in range(self.max_backtrack + 1):
             proposal = t0 + 2.0 * alpha * r + alpha * alpha * v
             self.n_proposals += 1

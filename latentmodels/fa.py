@@ -66,20 +66,18 @@ def joreskog_start(S: np.ndarray, n_components: int) -> np.ndarray:
     ``(S⁻¹)_dd`` is the squared norm of column d of ``L⁻¹`` for ``S = L Lᵀ``. For singular S a
     ridge of 1e-10 · S_dd is added first. The start is scale-equivariant: S → cSc gives c²ψ.
     """
-    from scipy import linalg
+    from scipy.linalg import lapack
 
     D = S.shape[0]
     d = np.diag(S)
     for ridge in (0.0, 1e-10, 1e-6):
-        try:
-            Lc = np.linalg.cholesky(S + ridge * np.diag(d))
+        Lc, info = lapack.dpotrf(S + ridge * np.diag(d), lower=1, clean=1)
+        if info == 0:
             break
-        except np.linalg.LinAlgError:
-            continue
     else:  # pragma: no cover - S was validated positive semi-definite
         return 0.5 * d
-    Linv = linalg.solve_triangular(Lc, np.eye(D), lower=True, check_finite=False)
-    inv_diag = np.sum(Linv * Linv, axis=0)
+    Linv, info = lapack.dtrtri(Lc, lower=1)          # L⁻¹; S⁻¹ = L⁻ᵀ L⁻¹
+    inv_diag = np.einsum("ij,ij->j", Linv, Linv)
     return (1.0 - n_components / (2.0 * D)) / inv_diag
 
 
@@ -95,7 +93,7 @@ def _top_eig(A: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _top_eig_warm(A: np.ndarray, n: int, Q: np.ndarray, *, max_iter: int = 8,
-                  rtol: float = 1e-14) -> tuple[np.ndarray, np.ndarray]:
+                  rtol: float = 1e-14, certify: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_top_eig` from a guess ``Q`` (D × n) of the leading subspace: subspace iteration
     (Golub & Van Loan, Matrix Computations, 4th ed., 8.2.4) finished by a Rayleigh–Ritz
     projection (8.1.2), falling back to :func:`_top_eig` unless it converges and is certified.
@@ -110,6 +108,8 @@ def _top_eig_warm(A: np.ndarray, n: int, Q: np.ndarray, *, max_iter: int = 8,
     largest angle between the Ritz subspace and the leading one is then at most
     ``‖r‖ / (θ_min / 2)`` (Davis–Kahan), near round-off. O(D² n) per step, against the O(D³)
     tridiagonal reduction of ``dsyevr``; eigenvalues descending, as :func:`_top_eig`'s.
+    ``certify=False`` skips the certificate (for a start, where any invariant subspace near the
+    guess will do).
     """
     from scipy.linalg import lapack
 
@@ -129,6 +129,8 @@ def _top_eig_warm(A: np.ndarray, n: int, Q: np.ndarray, *, max_iter: int = 8,
             if info != 0 or not theta[0] > 0.0:
                 break
             U = Q @ V
+            if not certify:
+                return theta[::-1], U[:, ::-1]
             B = -(A - (U * theta) @ U.T)
             B[np.diag_indices_from(B)] += 0.5 * theta[0]
             if lapack.dpotrf(B, lower=1, overwrite_a=1, clean=0)[1] == 0:
@@ -153,16 +155,17 @@ def profile_loadings(S: np.ndarray, psi: np.ndarray, n_components: int,
 
     With ``basis`` (D × L, spanning a guess of the leading subspace of ``S̃ = Ψ^{-½} S Ψ^{-½}``),
     the eigenpairs come from subspace iteration started there (:func:`_top_eig_warm`, at most 4
-    steps, Ritz residuals below 1e-3 · λ_max: W to about 1e-3, enough for a start that EM moves
-    anyway), O(D² L) a step instead of a D × D eigendecomposition; where that does not converge
-    (a small gap λ_L / λ_{L+1}) the eigendecomposition is used.
+    steps, Ritz residuals below 1e-3 · λ_max, not certified to be the leading subspace: W to
+    about 1e-3, enough for a start that EM moves anyway), O(D² L) a step instead of a D × D
+    eigendecomposition; where that does not converge (a small gap λ_L / λ_{L+1}) the
+    eigendecomposition is used.
     """
     s = 1.0 / np.sqrt(psi)
     A = S * s[:, None] * s[None, :]
     if basis is None:
         lam, U = _top_eig(A, n_components)
     else:
-        lam, U = _top_eig_warm(A, n_components, basis, max_iter=4, rtol=1e-3)
+        lam, U = _top_eig_warm(A, n_components, basis, max_iter=4, rtol=1e-3, certify=False)
     return np.sqrt(psi)[:, None] * U * np.sqrt(np.maximum(lam - 1.0, 1e-2))
 
 
@@ -427,16 +430,30 @@ def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate, basins=
     def unpack(t):
         return t[:k].reshape(D, n_comp), np.maximum(np.exp(t[k:]), floor)
 
-    def value(t):
-        return posterior(*unpack(t))[4]
+    # each posterior is computed once: SQUAREM's value at the current state is the E-step that
+    # follows it, and an accepted proposal's value is the E-step at the proposal
+    cur = {"W": W, "psi": psi, "post": None}
+    last = {"t": None}
 
-    cur = {"W": W, "psi": psi}
+    def current():
+        if cur["post"] is None:
+            cur["post"] = posterior(cur["W"], cur["psi"])
+        return cur["post"]
+
+    def value(t):
+        Wt, pt = unpack(t)
+        post = posterior(Wt, pt)
+        last.update(t=t, W=Wt, psi=pt, post=post)
+        return post[4]
 
     def assign(t):
-        cur["W"], cur["psi"] = unpack(t)
+        if last["t"] is t:
+            cur["W"], cur["psi"], cur["post"] = last["W"], last["psi"], last["post"]
+        else:
+            (cur["W"], cur["psi"]), cur["post"] = unpack(t), None
 
     squarem = Squarem(lambda: np.concatenate([cur["W"].ravel(), np.log(cur["psi"])]), value,
-                      assign) if accelerate else None
+                      assign, current_value=lambda: current()[4]) if accelerate else None
     recording = trace is not None
     prev_ll = None
     n_iter = 0
@@ -444,12 +461,12 @@ def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate, basins=
     for n_iter in range(1, max_iter + 1):
         jumped = squarem() if squarem is not None and n_iter > 1 else None
         W, psi = cur["W"], cur["psi"]
-        LM, G, Wp, SB, ll = posterior(W, psi)
+        LM, G, Wp, SB, ll = current()
         BSB = G @ (Wp.T @ SB)
         Ezz = G + BSB
         W_new = SB @ solve(chol((Ezz + Ezz.T) / 2.0), eye)
         psi_new = np.maximum(dS - np.einsum("ij,ij->i", W_new, SB), floor)
-        cur["W"], cur["psi"] = W_new, psi_new
+        cur["W"], cur["psi"], cur["post"] = W_new, psi_new, None
         if recording:
             trace.n_iter += 1
 
@@ -473,8 +490,7 @@ def _em_quick(S, W, psi, floor, *, tol, param_tol, max_iter, accelerate, basins=
         prev_ll = ll
     if recording:
         trace.converged = converged
-    W, psi = cur["W"], cur["psi"]
-    return W, psi, posterior(W, psi)[4], n_iter, None
+    return cur["W"], cur["psi"], current()[4], n_iter, None
 
 
 class FactorAnalysis(LinearGaussianModel):

@@ -95,3 +95,32 @@ def test_fa_squarem_needs_fewer_em_iterations_than_plain_em():
     # default fit adds the polish)
     assert fast.log_likelihood(X) >= plain.log_likelihood(X) - 1e-9
     assert "squarem" in fast.history_steps_
+
+
+def test_current_value_replaces_the_evaluation_at_the_current_state():
+    # the same objective supplied for θ2 by the caller: the same iterates, one evaluation fewer
+    # per proposal cycle
+    rates = np.array([0.999, 0.9, 0.5])
+    target = np.array([1.0, -2.0, 3.0])
+    results = []
+    for supplied in (False, True):
+        state, step, value, assign = linear_em(rates, target)
+        calls = {"n": 0}
+
+        def counted(t, value=value, calls=calls):
+            calls["n"] += 1
+            return value(t)
+        sq = Squarem(lambda state=state: state["theta"], counted, assign,
+                     current_value=(lambda state=state, value=value: value(state["theta"]))
+                     if supplied else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            res = coordinate_ascent([("M", step)], lambda s=state, v=value: v(s["theta"]),
+                                    tol=1e-14, max_iter=20000, error=lambda: 1e-300, jump=sq,
+                                    param_change=lambda: 0.0)
+        results.append((res, state["theta"].copy(), calls["n"], sq.n_proposals))
+    (r0, t0, n0, p0), (r1, t1, n1, p1) = results
+    np.testing.assert_array_equal(t0, t1)
+    assert r0.history == r1.history and p0 == p1
+    # supplied: only the proposals go through `value`; otherwise θ2 is evaluated there as well
+    assert n1 == p1 and n0 > n1

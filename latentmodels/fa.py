@@ -734,9 +734,10 @@ class FactorAnalysis(LinearGaussianModel):
         finds a new basin runs EM on towards its maximum first (at most 50 iterations, at the
         full ``tol``), then the quasi-Newton polish.
 
-        ``history_`` is the winner's own E/M/squarem steps followed by the labelled "polish":
-        the first start's EM is recorded as it runs (:class:`_Trace`); should another start win,
-        its EM is re-run recorded by :func:`~latentmodels.linear_gaussian.run_em`."""
+        ``history_`` is the winner's own E/M/squarem steps up to the basin's tolerance followed
+        by the labelled "polish" (which holds the further EM iterations as well): the first
+        start's EM is recorded as it runs (:class:`_Trace`); should another start win, its EM is
+        re-run recorded by :func:`~latentmodels.linear_gaussian.run_em`."""
         em_tol, param_tol = np.sqrt(tol), tol ** 0.25
         name = type(self).__name__
         starts, finals, traces = [], [], []
@@ -762,12 +763,9 @@ class FactorAnalysis(LinearGaussianModel):
             # a new basin: EM further towards its maximum first (an EM iteration costs less than
             # an evaluation of the profile likelihood), at most 50 iterations (EM crawls near
             # Heywood cases), then the polish
-            n_first = None if trace is None else (trace.n_iter, trace.converged)
             W_t, psi_t, ll_t, _, _ = _em_quick(R, W, psi, floor, tol=tol, param_tol=np.sqrt(tol),
                                                max_iter=min(max_iter, 50),
-                                               accelerate=self.accelerate, trace=trace)
-            if trace is not None:
-                trace.converged = n_first[1]
+                                               accelerate=self.accelerate)
             W_pol, psi_pol, ll_pol = profile_polish(R, psi_t, n_comp, floor, gtol=1e-9,
                                                     ftol=1e-14, W=W_t, full_output=True)
             finals.append((W_pol, psi_pol, ll_pol) if ll_pol > ll_t else (W_t, psi_t, ll_t))

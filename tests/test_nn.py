@@ -73,6 +73,28 @@ def test_adam_first_step_is_lr_times_sign():
     assert np.isclose(q["x"][0], 1.1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_follows_kingma_and_ba_algorithm_1_in_the_parameters_dtype(dtype):
+    # the rescaled moments of nn.Adam against Algorithm 1 written out in float64, 20 steps of
+    # varying gradients; the parameters and the optimiser's state keep their dtype
+    rng = np.random.default_rng(0)
+    p = {"x": rng.standard_normal(50).astype(dtype)}
+    ref = p["x"].astype(np.float64)
+    m = np.zeros(50)
+    v = np.zeros(50)
+    opt = nn.Adam(lr=1e-2)
+    for t in range(1, 21):
+        g = rng.standard_normal(50) * (1 + t)
+        opt.step(p, {"x": g.astype(dtype)})
+        g = g.astype(dtype).astype(np.float64)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref -= 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    assert p["x"].dtype == dtype and all(a.dtype == dtype for a in opt.state["x"][:3])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p["x"], ref, rtol=tol, atol=tol)
+
+
 def test_gradient_check_detects_a_wrong_gradient():
     p = {"w": np.array([1.0, 2.0])}
 

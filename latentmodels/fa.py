@@ -200,7 +200,9 @@ def profile_hessian(A: np.ndarray, n_components: int) -> np.ndarray:
     (within U the pairs combine to λ_j + λ_k, so only U against V divides by a gap). Needs the
     whole eigendecomposition, O(D³ L): used only to finish a fit that the cheaper steps left
     short, where the Fisher information (:func:`profile_information`) is far from it."""
-    lam, U = np.linalg.eigh(A)
+    from scipy import linalg
+
+    lam, U = linalg.eigh(A, check_finite=False)
     lam, U = lam[::-1], U[:, ::-1]
     used = np.zeros(lam.shape[0], dtype=bool)
     used[:n_components] = lam[:n_components] > 1.0

@@ -445,3 +445,15 @@ def test_nan_refusal_names_the_missing_value_option():
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="missing='em'"):
         FactorAnalysis(2).fit(X)
+
+
+def test_a_fit_that_hits_max_iter_warns_once():
+    # the first start's EM is recorded as it runs; should another start win, the winner's EM is
+    # re-run: either way one warning about the EM of the start that is reported
+    X, _ = make_fa_data(200, 10, 3, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fa = FactorAnalysis(9, max_iter=1).fit(X)
+    not_converged = [w for w in caught if "did not converge" in str(w.message)]
+    assert len(not_converged) == 1 and not fa.converged_
+    assert not_converged[0].filename == __file__        # points at the user's line

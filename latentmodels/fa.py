@@ -295,8 +295,9 @@ def profile_polish(S: np.ndarray, psi: np.ndarray, n_components: int,
     ``full_output=True`` ``(W, psi, ℓ)`` (ℓ by the formula above at the returned Ψ).
 
     Before L-BFGS-B, projected Fisher-scoring steps (:func:`_projected_newton` with the
-    information of :func:`profile_information`) are tried; where they reach the projected
-    gradient ``gtol`` L-BFGS-B is not needed. After it, the floor jump (:func:`_floor_jump`) and
+    information of :func:`profile_information`; below ``WARM_MIN_FEATURES`` features, where it
+    is cheap, with the exact Hessian :func:`profile_hessian`) are tried; where they reach the
+    projected gradient ``gtol`` L-BFGS-B is not needed. After it, the floor jump (:func:`_floor_jump`) and
     projected Newton steps on the exact Hessian (:func:`profile_hessian`) finish where it stopped
     short.
 
@@ -538,8 +539,9 @@ class FactorAnalysis(LinearGaussianModel):
         it raises the exact log-likelihood; recorded as "squarem" steps.
     polish : bool, default True
         After EM, an ascent of the profile likelihood in log ψ (:func:`profile_polish`: Fisher
-        scoring, L-BFGS-B where scoring does not finish, projected Newton on the exact Hessian
-        after it), kept only if it raises log p(x); recorded as the step "polish".
+        scoring, or Newton on the exact Hessian below 48 features; L-BFGS-B where that does not
+        finish, projected Newton on the exact Hessian after it), kept only if it raises log p(x);
+        recorded as the step "polish".
     init : {"joreskog", "ppca", "random"}, default "joreskog"
         The first start: Jöreskog's scale-equivariant uniquenesses, the closed-form PPCA solution
         (Tipping & Bishop 1999; not scale-equivariant), or a random one.

@@ -206,8 +206,9 @@ def profile_hessian(A: np.ndarray, n_components: int) -> np.ndarray:
 
     U, Λ the leading eigenpairs with λ > 1 (those that carry factors), V, λ_k all the others
     (within U the pairs combine to λ_j + λ_k, so only U against V divides by a gap). Needs the
-    whole eigendecomposition, O(D³ L): used only to finish a fit that the cheaper steps left
-    short, where the Fisher information (:func:`profile_information`) is far from it."""
+    whole eigendecomposition, O(D³ L): used to finish a fit that the cheaper steps left short,
+    where the Fisher information (:func:`profile_information`) is far from it, and from the
+    start below ``WARM_MIN_FEATURES`` features, where it is cheap."""
     from scipy import linalg
 
     lam, U = linalg.eigh(A, check_finite=False)

@@ -128,15 +128,22 @@ def synthetic(a, say):
             rec = dict(synthetic=True, epochs=a.syn_epochs, seed=seed, model=name, sec_per_epoch=sec,
                        test_ll=llm, test_ll_se=llse, truth_minus_ll=gt, truth_minus_ll_se=gtse,
                        test_elbo=float(elbo.mean()), gap=gap, gap_se=gap_se, test_iwae5=float(l5.mean()))
-            if name != "elbo" and "elbo" in rows:
-                d, dse = mean_and_se(ll - rows["elbo"])
-                rec.update(diff_vs_elbo=d, diff_vs_elbo_se=dse)
+            vs = _versus_elbo(rec, name, ll, rows)
             say(json.dumps(rec))
             say(f"  synthetic seed={seed} {name:8s} {1e3 * sec:7.1f} ms/epoch  "
                 f"test log p(x) {llm:8.3f} ± {llse:.3f}"
                 f"  truth − it {gt:.3f} ± {gtse:.3f}  ELBO {elbo.mean():8.3f}  gap {gap:.3f} ± {gap_se:.3f}"
-                + (f"  Δ vs elbo {rec['diff_vs_elbo']:+.3f} ± {rec['diff_vs_elbo_se']:.3f}"
-                   if "diff_vs_elbo" in rec else ""))
+                + vs)
+
+
+def _versus_elbo(rec, name, ll, rows):
+    """Add the paired difference of per-row test log p(x) against the ELBO-trained model to
+    ``rec`` (when that model has run); returns its text for the printed line, or ''."""
+    if name == "elbo" or "elbo" not in rows:
+        return ""
+    d, dse = mean_and_se(ll - rows["elbo"])
+    rec.update(diff_vs_elbo=d, diff_vs_elbo_se=dse)
+    return f"  Δ vs elbo {d:+.3f} ± {dse:.3f}"
 
 
 def timing(a, say, repeats=5, epochs=10):
@@ -218,15 +225,11 @@ def main(argv=None):
                            train_bound=m.history_[-1], test_ll=llm, test_ll_se=llse,
                            test_elbo=float(elbo.mean()), gap=gap, gap_se=gap_se, test_iwae5=float(l5.mean()),
                            gap5=gap5, gap5_se=gap5_se, active_units=m.active_units(Xt))
-                if name != "elbo" and "elbo" in rows:
-                    d, dse = mean_and_se(ll - rows["elbo"])
-                    rec.update(diff_vs_elbo=d, diff_vs_elbo_se=dse)
+                vs = _versus_elbo(rec, name, ll, rows)
                 say(json.dumps(rec))
                 say(f"  L={L:2d} epochs={epochs:5d} seed={seed} {name:8s} {1e3 * sec:7.1f} ms/epoch  "
                     f"test log p(x) {llm:8.3f} ± {llse:.3f}  ELBO {elbo.mean():8.3f}  gap {gap:.3f} ± "
-                    f"{gap_se:.3f}  IWAE5 {l5.mean():8.3f}  AU {rec['active_units']}"
-                    + (f"  Δ vs elbo {rec['diff_vs_elbo']:+.3f} ± {rec['diff_vs_elbo_se']:.3f}"
-                       if "diff_vs_elbo" in rec else ""))
+                    f"{gap_se:.3f}  IWAE5 {l5.mean():8.3f}  AU {rec['active_units']}" + vs)
     if a.out:
         out.close()
 

@@ -222,22 +222,19 @@ def summary(model=None, *, loadings=None, psi=None, phi=None, S=None, n_samples=
     known — :func:`fit_statistics`.
     """
     if model is not None:
-        if loadings is None:
-            loadings = getattr(model, "loadings_", None)
-            if loadings is None:
-                loadings = getattr(model, "W_", None)
-        if psi is None:
-            psi = getattr(model, "psi_", None)
-            if psi is None and getattr(model, "sigma2_", None) is not None and loadings is not None:
-                psi = np.full(np.shape(loadings)[0], float(model.sigma2_))
-        if phi is None:
-            phi = getattr(model, "factor_correlation_", None)
-        if S is None:
-            S = getattr(model, "sample_covariance_", None)
-        if n_samples is None:
-            n_samples = getattr(model, "n_samples_", None)
-        if rotation is None:
-            rotation = getattr(model, "rotation", None)
+        def given_or(value, *attributes):     # the argument, else the model's first attribute set
+            for attr in attributes:
+                if value is None:
+                    value = getattr(model, attr, None)
+            return value
+        loadings = given_or(loadings, "loadings_", "W_")
+        psi = given_or(psi, "psi_")
+        if psi is None and getattr(model, "sigma2_", None) is not None and loadings is not None:
+            psi = np.full(np.shape(loadings)[0], float(model.sigma2_))
+        phi = given_or(phi, "factor_correlation_")
+        S = given_or(S, "sample_covariance_")
+        n_samples = given_or(n_samples, "n_samples_")
+        rotation = given_or(rotation, "rotation")
     if loadings is None or psi is None:
         raise ValueError("summary needs a fitted model (with W_ and psi_) or loadings= and psi=")
     Lam = check_array(loadings, "loadings")

@@ -62,6 +62,16 @@ def _range(X, summary):
     return summary[0], summary[1]
 
 
+def _require_unit_interval(X, name, summary, family, advice):
+    """Raise unless every entry of X lies in [0, 1], the support of ``family``; returns the range."""
+    lo, hi = _range(X, summary)
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"{name} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1], the support of the "
+            f"{family} likelihood; {advice}")
+    return lo, hi
+
+
 class Bernoulli:
     """p(x | l) = σ(l)^x (1 − σ(l))^{1−x} on x ∈ {0, 1}, parameterised by the logit l.
 
@@ -80,13 +90,10 @@ class Bernoulli:
         return n_features
 
     def check_data(self, X, name="X", summary=None):
-        lo, hi = _range(X, summary)
-        if lo < 0 or hi > 1:
-            raise ValueError(
-                f"{name} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1], the support of the "
-                "Bernoulli likelihood; rescale it (e.g. X / X.max()) and binarise it with "
-                "latentmodels.datasets.binarize, or use likelihood='categorical' (integer levels) "
-                "or 'gaussian'")
+        _require_unit_interval(
+            X, name, summary, "Bernoulli",
+            "rescale it (e.g. X / X.max()) and binarise it with latentmodels.datasets.binarize, "
+            "or use likelihood='categorical' (integer levels) or 'gaussian'")
         frac = summary[2] if summary is not None else bool(np.any((X > 0) & (X < 1)))
         if frac:
             return (f"{name} holds values strictly between 0 and 1: the Bernoulli likelihood of "
@@ -332,11 +339,8 @@ class ContinuousBernoulli:
         return n_features
 
     def check_data(self, X, name="X", summary=None):
-        lo, hi = _range(X, summary)
-        if lo < 0 or hi > 1:
-            raise ValueError(
-                f"{name} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1], the support of the "
-                "continuous Bernoulli likelihood; rescale it (e.g. X / X.max())")
+        _require_unit_interval(X, name, summary, "continuous Bernoulli",
+                               "rescale it (e.g. X / X.max())")
         return None
 
     def init_bias(self, X):

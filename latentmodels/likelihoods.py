@@ -343,9 +343,8 @@ class ContinuousBernoulli:
                                "rescale it (e.g. X / X.max())")
         return None
 
-    def init_bias(self, X):
-        p = np.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
-        return np.log(p / (1 - p))
+    # the Bernoulli's start, logit of the clipped feature means (a start only: λ is not the mean)
+    init_bias = Bernoulli.init_bias
 
     def forward(self, x, out, logvar=None):
         self._x, self._out = x, out
